@@ -1,0 +1,360 @@
+"""The SAC learner: config, state, init, G gradient steps, acting and evaluation.
+
+One member's functions are written unbatched; `make_step`, `make_eval_act` and
+`init_members` wrap them in `jax.vmap` over a leading member axis M and `jax.jit` them
+once. Algorithm 2 of the paper: for each env step, act, store, then G gradient steps; all
+three gradients of a step are taken from the same pre-update params, then V_target moves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, NamedTuple, Sequence
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from sac_jax import gmm, losses, networks, replay
+
+POLICY_GRADIENTS = ("likelihood_ratio", "reparameterized")
+
+
+@dataclasses.dataclass(frozen=True)
+class SACConfig:
+  """Everything that fixes array shapes or the computation graph, plus the default values
+  of the per-member hyperparameters (see `HParams`). Paper-era defaults (DESIGN.md 1)."""
+  # Shape- or graph-changing: one value per process.
+  num_components: int = 4
+  hidden_sizes: tuple[int, ...] = (128, 128)
+  activation: str = "relu"
+  batch_size: int = 128
+  buffer_size: int = 1_000_000
+  grad_steps: int = 1               # G gradient steps per env step
+  start_steps: int = 1000           # uniformly random actions before this many env steps
+  policy_gradient: str = "likelihood_ratio"
+  num_q: int = 1
+  auto_alpha: bool = False
+  target_entropy: float | None = None  # None: -act_dim (used with auto_alpha)
+  # Per-member hyperparameters: these are the defaults every member starts from.
+  lr: float = 3e-4
+  gamma: float = 0.99
+  tau: float = 0.01
+  reward_scale: float = 1.0
+  alpha: float = 1.0                # temperature; initial value when auto_alpha
+  reg: float = 1e-3
+
+  def __post_init__(self):
+    object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
+    validate_config(self)
+
+
+def validate_config(c: SACConfig) -> None:
+  """Raises ValueError naming the bad value and what is allowed."""
+  def need(ok: bool, msg: str):
+    if not ok:
+      raise ValueError(msg)
+  need(isinstance(c.num_components, int) and c.num_components >= 1,
+       f"num_components={c.num_components!r}: must be an integer >= 1")
+  need(len(c.hidden_sizes) >= 1 and all(h >= 1 for h in c.hidden_sizes),
+       f"hidden_sizes={c.hidden_sizes!r}: must be one or more positive layer sizes")
+  need(c.activation in networks.ACTIVATIONS,
+       f"activation={c.activation!r}: must be one of {sorted(networks.ACTIVATIONS)}")
+  need(c.batch_size >= 1, f"batch_size={c.batch_size}: must be >= 1")
+  need(c.buffer_size >= 1, f"buffer_size={c.buffer_size}: must be >= 1")
+  need(c.batch_size <= c.buffer_size,
+       f"batch_size={c.batch_size} is larger than buffer_size={c.buffer_size}: "
+       "the batch must fit in the buffer")
+  need(c.grad_steps >= 1, f"grad_steps={c.grad_steps}: must be >= 1")
+  need(c.start_steps >= 0, f"start_steps={c.start_steps}: must be >= 0")
+  need(c.policy_gradient in POLICY_GRADIENTS,
+       f"policy_gradient={c.policy_gradient!r}: must be one of {POLICY_GRADIENTS}")
+  need(c.policy_gradient != "reparameterized" or c.num_components == 1,
+       f"policy_gradient='reparameterized' needs num_components=1, got "
+       f"{c.num_components} (use likelihood_ratio for a mixture)")
+  need(c.num_q in (1, 2), f"num_q={c.num_q}: must be 1 or 2")
+  validate_hparams(HParams.from_config(c), auto_alpha=c.auto_alpha)
+
+
+class HParams(NamedTuple):
+  """Per-member scalar hyperparameters: arrays of shape () per member, [M] when stacked."""
+  reward_scale: Any
+  alpha: Any
+  tau: Any
+  gamma: Any
+  reg: Any
+  lr_policy: Any
+  lr_q: Any
+  lr_v: Any
+  lr_alpha: Any
+
+  @classmethod
+  def from_config(cls, c: SACConfig) -> "HParams":
+    return cls(reward_scale=c.reward_scale, alpha=c.alpha, tau=c.tau, gamma=c.gamma,
+               reg=c.reg, lr_policy=c.lr, lr_q=c.lr, lr_v=c.lr, lr_alpha=c.lr)
+
+  def stack(self, num_members: int, **overrides: Sequence[float]) -> "HParams":
+    """[M] float32 arrays: the defaults, with `overrides` giving per-member values."""
+    unknown = set(overrides) - set(self._fields)
+    if unknown:
+      raise ValueError(f"unknown per-member hyperparameter(s) {sorted(unknown)}; "
+                       f"allowed: {list(self._fields)}")
+    cols = {}
+    for name in self._fields:
+      v = np.asarray(overrides.get(name, getattr(self, name)), np.float32)
+      if v.ndim == 0:
+        v = np.full((num_members,), v, np.float32)
+      if v.shape != (num_members,):
+        raise ValueError(f"{name} has {v.shape[0]} values, expected one per member "
+                         f"({num_members})")
+      cols[name] = v
+    return HParams(**cols)
+
+
+def validate_hparams(h: HParams, auto_alpha: bool = False) -> None:
+  def check(name, ok, allowed):
+    v = np.asarray(getattr(h, name), np.float64)
+    bad = v[~ok(v)] if v.ndim else (v if not ok(v) else None)
+    if bad is not None and np.size(bad):
+      raise ValueError(f"{name}={np.ravel(bad)[0]:g}: must be {allowed}")
+  check("gamma", lambda g: (g >= 0) & (g < 1), "in [0, 1)")
+  check("tau", lambda t: (t > 0) & (t <= 1), "in (0, 1]")
+  check("reward_scale", lambda c: (c > 0) & np.isfinite(c), "> 0")
+  check("alpha", (lambda a: a > 0) if auto_alpha else (lambda a: a >= 0),
+        "> 0 (the initial temperature with auto_alpha)" if auto_alpha else ">= 0")
+  check("reg", lambda r: r >= 0, ">= 0")
+  for lr in ("lr_policy", "lr_q", "lr_v", "lr_alpha"):
+    check(lr, lambda x: (x > 0) & np.isfinite(x), "> 0")
+
+
+class TrainState(NamedTuple):
+  """One member's whole training state (a leading [M] axis on every leaf when stacked)."""
+  policy_params: Any
+  q_params: Any
+  v_params: Any
+  v_target_params: Any
+  policy_opt_state: Any
+  q_opt_state: Any
+  v_opt_state: Any
+  log_alpha: jax.Array        # shape=(), float32; used when auto_alpha
+  alpha_opt_state: Any
+  hparams: HParams
+  replay: replay.ReplayState
+  key: jax.Array              # PRNG key
+  env_steps: jax.Array        # shape=(), int32: transitions stored so far
+  grad_steps: jax.Array       # shape=(), int32: gradient steps taken so far
+
+
+def _adam(lr) -> optax.GradientTransformation:
+  # inject_hyperparams keeps the learning rate in the optimizer state, so each member
+  # carries its own and `update` reads it from there.
+  return optax.inject_hyperparams(optax.adam)(learning_rate=lr)
+
+
+class Agent:
+  """Bundles the config, the networks and the pure functions built from them."""
+
+  def __init__(self, config: SACConfig, obs_dim: int, act_dim: int):
+    self.config = config
+    self.obs_dim = int(obs_dim)
+    self.act_dim = int(act_dim)
+    self.nets = networks.make_networks(act_dim, config.num_components,
+                                       config.hidden_sizes, config.activation,
+                                       config.num_q)
+    self.target_entropy = (float(config.target_entropy) if config.target_entropy
+                           is not None else -float(act_dim))
+
+  # ---------------------------------------------------------------- init
+  def init(self, key: chex.PRNGKey, hparams: HParams | None = None) -> TrainState:
+    """One member's state; `hparams` leaves are scalars (defaults from the config)."""
+    c = self.config
+    h = hparams if hparams is not None else HParams.from_config(c)
+    h = HParams(*(jnp.asarray(x, jnp.float32) for x in h))
+    kp, kq, kv, key = jax.random.split(key, 4)
+    obs = jnp.zeros((1, self.obs_dim), jnp.float32)
+    act = jnp.zeros((1, self.act_dim), jnp.float32)
+    pp = self.nets.policy.init(kp, obs)
+    qp = self.nets.q.init(kq, obs, act)
+    vp = self.nets.v.init(kv, obs)
+    log_alpha = jnp.log(jnp.maximum(h.alpha, 1e-30))
+    return TrainState(
+        policy_params=pp, q_params=qp, v_params=vp,
+        v_target_params=jax.tree.map(jnp.array, vp),
+        policy_opt_state=_adam(h.lr_policy).init(pp),
+        q_opt_state=_adam(h.lr_q).init(qp),
+        v_opt_state=_adam(h.lr_v).init(vp),
+        log_alpha=log_alpha,
+        alpha_opt_state=_adam(h.lr_alpha).init(log_alpha),
+        hparams=h,
+        replay=replay.init(c.buffer_size, self.obs_dim, self.act_dim),
+        key=key,
+        env_steps=jnp.zeros((), jnp.int32),
+        grad_steps=jnp.zeros((), jnp.int32))
+
+  def init_members(self, keys: jax.Array, hparams: HParams | None = None) -> TrainState:
+    """Stacked state for M members: keys [M], hparams leaves [M] (default: the config's)."""
+    m = keys.shape[0]
+    h = hparams if hparams is not None else HParams.from_config(self.config).stack(m)
+    validate_hparams(h, auto_alpha=self.config.auto_alpha)
+    return jax.jit(jax.vmap(self.init))(keys, HParams(*(jnp.asarray(x) for x in h)))
+
+  # ---------------------------------------------------------------- pieces
+  def alpha(self, state: TrainState) -> jax.Array:
+    return jnp.exp(state.log_alpha) if self.config.auto_alpha else state.hparams.alpha
+
+  def _q_min(self, q_params, obs, action) -> jax.Array:
+    return jnp.min(self.nets.q.apply(q_params, obs, action), axis=0)
+
+  # ---------------------------------------------------------------- update
+  def gradient_step(self, state: TrainState, batch: replay.Transition, key: chex.PRNGKey
+                    ) -> tuple[TrainState, losses.Metrics]:
+    """One gradient step of V, Q and the policy (and alpha) from the same params."""
+    c, nets, h = self.config, self.nets, state.hparams
+    alpha = self.alpha(state)
+    pp, qp, vp = state.policy_params, state.q_params, state.v_params
+
+    # A fresh action at s from the current policy: u ~ p(.|s), a_pi = tanh(u).
+    out = nets.policy.apply(pp, batch.obs)
+    if c.policy_gradient == "reparameterized":
+      eps = jax.random.normal(key, out.means.shape[:-2] + out.means.shape[-1:])
+      u = out.means[..., 0, :] + jnp.exp(out.log_stds[..., 0, :]) * eps
+    else:
+      u = gmm.sample(key, out.logits, out.means, out.log_stds)
+    u = jax.lax.stop_gradient(u)
+    log_pi = jax.lax.stop_gradient(
+        gmm.squashed_log_prob(out.logits, out.means, out.log_stds, u))
+    q_pi = jax.lax.stop_gradient(self._q_min(qp, batch.obs, jnp.tanh(u)))
+
+    v_grad_fn = jax.value_and_grad(losses.value_loss, has_aux=True)
+    (_, v_metrics), v_grads = v_grad_fn(vp, nets.v.apply, batch.obs, q_pi, log_pi, alpha)
+
+    v_next = nets.v.apply(state.v_target_params, batch.next_obs)
+    q_grad_fn = jax.value_and_grad(losses.q_loss, has_aux=True)
+    (_, q_metrics), q_grads = q_grad_fn(
+        qp, nets.q.apply, batch.obs, batch.action, batch.reward, batch.terminated,
+        v_next, h.reward_scale, h.gamma)
+
+    if c.policy_gradient == "reparameterized":
+      q_fn = lambda o, a: self._q_min(qp, o, a)
+      p_grad_fn = jax.value_and_grad(losses.reparameterized_policy_loss, has_aux=True)
+      (_, p_metrics), p_grads = p_grad_fn(pp, nets.policy.apply, q_fn, batch.obs, eps,
+                                          alpha, h.reg)
+    else:
+      v_s = jax.lax.stop_gradient(nets.v.apply(vp, batch.obs))
+      p_grad_fn = jax.value_and_grad(losses.likelihood_ratio_policy_loss, has_aux=True)
+      (_, p_metrics), p_grads = p_grad_fn(pp, nets.policy.apply, batch.obs, u, q_pi, v_s,
+                                          alpha, h.reg)
+
+    opt = _adam(0.0)  # the learning rate is read from each optimizer state
+    def apply(grads, opt_state, params):
+      updates, opt_state = opt.update(grads, opt_state, params)
+      return optax.apply_updates(params, updates), opt_state
+
+    new_vp, v_opt = apply(v_grads, state.v_opt_state, vp)
+    new_qp, q_opt = apply(q_grads, state.q_opt_state, qp)
+    new_pp, p_opt = apply(p_grads, state.policy_opt_state, pp)
+
+    log_alpha, alpha_opt = state.log_alpha, state.alpha_opt_state
+    metrics = {**v_metrics, **q_metrics, **p_metrics}
+    if c.auto_alpha:
+      a_grad_fn = jax.value_and_grad(losses.temperature_loss, has_aux=True)
+      (_, a_metrics), a_grad = a_grad_fn(log_alpha, log_pi, self.target_entropy)
+      log_alpha, alpha_opt = apply(a_grad, alpha_opt, log_alpha)
+      metrics.update(a_metrics)
+    metrics["alpha"] = alpha
+
+    v_target = losses.polyak_update(new_vp, state.v_target_params, h.tau)
+    new_state = state._replace(
+        policy_params=new_pp, q_params=new_qp, v_params=new_vp, v_target_params=v_target,
+        policy_opt_state=p_opt, q_opt_state=q_opt, v_opt_state=v_opt,
+        log_alpha=log_alpha, alpha_opt_state=alpha_opt,
+        grad_steps=state.grad_steps + 1)
+    return new_state, metrics
+
+  def update(self, state: TrainState, num_steps: int) -> tuple[TrainState, losses.Metrics]:
+    """`num_steps` gradient steps under lax.scan, each on a fresh uniform minibatch.
+
+    Returns the metrics averaged over the steps.
+    """
+    def body(s, _):
+      key, k_batch, k_step = jax.random.split(s.key, 3)
+      s = s._replace(key=key)
+      batch = replay.sample(s.replay, k_batch, self.config.batch_size)
+      return self.gradient_step(s, batch, k_step)
+
+    state, metrics = jax.lax.scan(body, state, None, length=num_steps)
+    return state, jax.tree.map(jnp.mean, metrics)
+
+  # ---------------------------------------------------------------- acting
+  def sample_action(self, policy_params, obs: jax.Array, key: chex.PRNGKey) -> jax.Array:
+    """a = tanh(u), u ~ p(.|s): the exploration action in [-1, 1]^d."""
+    out = self.nets.policy.apply(policy_params, obs)
+    return jnp.tanh(gmm.sample(key, out.logits, out.means, out.log_stds))
+
+  def eval_action(self, policy_params, q_params, obs: jax.Array) -> jax.Array:
+    """The paper's deterministic action: tanh(mu_k*), k* = argmax_k Q(s, tanh(mu_k(s)))."""
+    out = self.nets.policy.apply(policy_params, obs)
+    modes = gmm.component_modes(out.means)                        # [..., K, d]
+    obs_k = jnp.broadcast_to(obs[..., None, :], modes.shape[:-1] + obs.shape[-1:])
+    q = self._q_min(q_params, obs_k, modes)                       # [..., K]
+    return gmm.select_component(modes, q)
+
+  def metric_names(self) -> list[str]:
+    shapes = jax.eval_shape(lambda s: self.update(s, 1)[1],
+                            jax.eval_shape(self.init, jax.random.PRNGKey(0)))
+    return sorted(shapes)
+
+  def step(self, state: TrainState, transition: replay.Transition, has_transition,
+           obs: jax.Array, do_update) -> tuple[TrainState, jax.Array, losses.Metrics]:
+    """One env step's device work for one member, fused into one call.
+
+    Inserts `transition` (when `has_transition`), runs G gradient steps (when
+    `do_update`), and returns the next action for `obs`: uniform in [-1, 1]^d while fewer
+    than `start_steps` transitions are stored, a policy sample after. `has_transition` and
+    `do_update` are scalars shared by all members (unbatched under vmap, so the
+    `lax.cond` stays a real branch).
+    """
+    c = self.config
+    state = state._replace(
+        replay=replay.add(state.replay, transition, has_transition),
+        env_steps=state.env_steps + jnp.asarray(has_transition, jnp.int32))
+
+    template = jax.eval_shape(lambda s: self.update(s, c.grad_steps)[1], state)
+    zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), template)
+    state, metrics = jax.lax.cond(
+        do_update, lambda s: self.update(s, c.grad_steps), lambda s: (s, zeros), state)
+
+    key, k_act, k_uni = jax.random.split(state.key, 3)
+    policy_a = self.sample_action(state.policy_params, obs, k_act)
+    uniform_a = jax.random.uniform(k_uni, policy_a.shape, minval=-1.0, maxval=1.0)
+    action = jnp.where(state.env_steps < c.start_steps, uniform_a, policy_a)
+    return state._replace(key=key), action, metrics
+
+  def ready_to_update(self, env_steps: int) -> bool:
+    """Host-side rule for `do_update`: past start_steps and a full batch stored."""
+    c = self.config
+    return env_steps >= max(c.start_steps, c.batch_size)
+
+  # ---------------------------------------------------------------- jitted, vmapped
+  def make_step(self) -> Callable[..., tuple[TrainState, jax.Array, losses.Metrics]]:
+    """jit(vmap(step)) over members; the state is donated."""
+    vstep = jax.vmap(self.step, in_axes=(0, 0, None, 0, None))
+    return jax.jit(vstep, donate_argnums=0)
+
+  def make_eval_act(self) -> Callable[[Any, Any, jax.Array], jax.Array]:
+    """jit(vmap(eval_action)): (policy_params[M], q_params[M], obs[M, n, obs_dim])."""
+    return jax.jit(jax.vmap(self.eval_action))
+
+
+def empty_transition(num_members: int, obs_dim: int, act_dim: int) -> replay.Transition:
+  """A placeholder for the first call, where there is no transition yet."""
+  z = lambda *s: np.zeros((num_members,) + s, np.float32)
+  return replay.Transition(z(obs_dim), z(act_dim), z(), z(obs_dim), z())
+
+
+def member(tree: Any, i: int) -> Any:
+  """One member's view of stacked state."""
+  return jax.tree.map(lambda x: x[i], tree)

@@ -1,0 +1,134 @@
+"""Gymnasium environments for M members: one env per member, stepped together.
+
+The agent acts in [-1, 1]^d; `RescaleAction` maps that to each env's bounds. Termination
+and truncation stay apart: `terminated` ends the bootstrap, a time-limit truncation does
+not. Training envs autoreset in gymnasium's SAME_STEP mode, so the observation returned at
+the end of an episode is already the next episode's first; the true final observation
+(the bootstrap target of a truncated step) comes from `info["final_obs"]`.
+
+Seeding: member i's training env is seeded with `seed + i` at the first reset, its
+evaluation envs with `seed + EVAL_SEED_OFFSET + i * n + j` for episode slot j.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Sequence
+
+import gymnasium as gym
+import numpy as np
+
+EVAL_SEED_OFFSET = 1_000_003
+
+
+class EnvSpecError(ValueError):
+  """An env id or space that sac_jax cannot train on."""
+
+
+def check_env_id(env_id: str) -> gym.Env:
+  """Makes one env or raises EnvSpecError naming the problem (close names suggested)."""
+  if env_id not in gym.registry:
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise EnvSpecError(f"env_id={env_id!r} is not a registered gymnasium env{hint}")
+  env = gym.make(env_id)
+  if not isinstance(env.action_space, gym.spaces.Box):
+    env.close()
+    raise EnvSpecError(f"env_id={env_id!r} has a {type(env.action_space).__name__} action "
+                       "space; SAC needs a continuous Box action space")
+  if not isinstance(env.observation_space, gym.spaces.Box) or len(
+      env.observation_space.shape) != 1:
+    env.close()
+    raise EnvSpecError(f"env_id={env_id!r} has observation space {env.observation_space};"
+                       " sac_jax needs a flat (1-D) Box observation space")
+  if not (np.all(np.isfinite(env.action_space.low)) and
+          np.all(np.isfinite(env.action_space.high))):
+    env.close()
+    raise EnvSpecError(f"env_id={env_id!r} has unbounded actions; a bounded Box is needed")
+  return env
+
+
+def env_dims(env_id: str) -> tuple[int, int]:
+  env = check_env_id(env_id)
+  dims = env.observation_space.shape[0], env.action_space.shape[0]
+  env.close()
+  return dims
+
+
+def _make(env_id: str):
+  def thunk():
+    return gym.wrappers.RescaleAction(gym.make(env_id), -1.0, 1.0)
+  return thunk
+
+
+class TrainEnvs:
+  """M training envs stepped together; `step` returns what the replay buffer needs."""
+
+  def __init__(self, env_id: str, num_members: int, seed: int, asynchronous: bool = False):
+    fns = [_make(env_id) for _ in range(num_members)]
+    kwargs = dict(autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    self.env = (gym.vector.AsyncVectorEnv(fns, **kwargs) if asynchronous
+                else gym.vector.SyncVectorEnv(fns, **kwargs))
+    self.num_members = num_members
+    self.seed = seed
+
+  def reset(self) -> np.ndarray:
+    seeds = [self.seed + i for i in range(self.num_members)]
+    obs, _ = self.env.reset(seed=seeds)
+    return obs.astype(np.float32)
+
+  def step(self, action: np.ndarray):
+    """Returns (next_obs for the transition, reward, terminated, done, obs to act on).
+
+    At an episode end `next_obs` is the true final observation and the returned obs is
+    the reset observation of the next episode.
+    """
+    obs, reward, terminated, truncated, info = self.env.step(np.asarray(action))
+    done = np.logical_or(terminated, truncated)
+    next_obs = obs.copy()
+    if done.any():
+      final = info["final_obs"]
+      for i in np.flatnonzero(done):
+        next_obs[i] = final[i]
+    return (next_obs.astype(np.float32), reward.astype(np.float32),
+            terminated.astype(np.float32), done, obs.astype(np.float32))
+
+  def close(self):
+    self.env.close()
+
+
+class EvalEnvs:
+  """`episodes` evaluation envs per member, each running one episode, stepped in lockstep.
+
+  `run(policy)` calls `policy(obs[M, n, obs_dim]) -> actions[M, n, act_dim]` once per step
+  for all members and episodes and returns the undiscounted returns [M, n].
+  """
+
+  def __init__(self, env_id: str, num_members: int, episodes: int, seed: int):
+    self.m, self.n = num_members, episodes
+    self.envs = [_make(env_id)() for _ in range(num_members * episodes)]
+    self.seed = seed
+    self.calls = 0
+
+  def run(self, policy) -> np.ndarray:
+    m, n = self.m, self.n
+    # Each evaluation uses fresh start states: the seed advances with every call.
+    base = self.seed + EVAL_SEED_OFFSET + self.calls * m * n
+    self.calls += 1
+    obs = np.stack([e.reset(seed=base + i)[0] for i, e in enumerate(self.envs)])
+    obs = obs.astype(np.float32)
+    returns = np.zeros(m * n, np.float64)
+    active = np.ones(m * n, bool)
+    while active.any():
+      actions = np.asarray(policy(obs.reshape(m, n, -1))).reshape(m * n, -1)
+      for i in np.flatnonzero(active):
+        o, r, term, trunc, _ = self.envs[i].step(actions[i])
+        returns[i] += r
+        obs[i] = o
+        if term or trunc:
+          active[i] = False
+    return returns.reshape(m, n)
+
+  def close(self):
+    for e in self.envs:
+      e.close()

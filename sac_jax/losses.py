@@ -1,0 +1,135 @@
+"""SAC losses as pure functions of params (the first argument) and arrays.
+
+Each loss returns `(loss, metrics)`. Equations refer to Haarnoja et al., "Soft Actor-Critic"
+(2018), with the two corrections of DESIGN.md section 1: the Q target uses the target V of
+the NEXT state (eq. 9), and the likelihood-ratio bracket is (alpha log pi - Q + V) (eq. 13).
+
+Shapes: a minibatch of B transitions; Q heads return [num_q, B]; everything else is [B].
+`reward_scale`, `gamma`, `alpha`, `tau` and `reg` are scalars (per member under vmap).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from sac_jax import gmm
+
+Metrics = dict[str, jax.Array]
+Params = Any
+sg = jax.lax.stop_gradient
+
+
+def soft_q_target(reward: jax.Array, terminated: jax.Array, v_target_next: jax.Array,
+                  reward_scale: jax.Array, gamma: jax.Array) -> jax.Array:
+  """Q_hat = c r + gamma (1 - done) V_target(s'), eq. 8-9; done is termination only."""
+  chex.assert_equal_shape([reward, terminated, v_target_next])
+  return reward_scale * reward + gamma * (1.0 - terminated) * v_target_next
+
+
+def soft_value_target(q_pi: jax.Array, log_pi: jax.Array, alpha: jax.Array) -> jax.Array:
+  """V_hat(s) = Q(s, a_pi) - alpha log pi(a_pi|s), a_pi ~ pi(.|s); eq. 3 and 7."""
+  chex.assert_equal_shape([q_pi, log_pi])
+  return q_pi - alpha * log_pi
+
+
+def value_loss(v_params: Params, v_apply: Callable[..., jax.Array], obs: jax.Array,
+               q_pi: jax.Array, log_pi: jax.Array, alpha: jax.Array
+               ) -> tuple[jax.Array, Metrics]:
+  """J_V = mean 1/2 (V(s) - sg[Q(s, a_pi) - alpha log pi(a_pi|s)])^2, eq. 7.
+
+  q_pi is the (minimum over heads of the) Q of a fresh policy sample; no gradient flows
+  into it nor into log_pi.
+  """
+  v = v_apply(v_params, obs)
+  target = sg(soft_value_target(q_pi, log_pi, alpha))
+  chex.assert_equal_shape([v, target])
+  loss = 0.5 * jnp.mean(jnp.square(v - target))
+  return loss, {"v_loss": loss, "v": jnp.mean(v), "v_target": jnp.mean(target)}
+
+
+def q_loss(q_params: Params, q_apply: Callable[..., jax.Array], obs: jax.Array,
+           action: jax.Array, reward: jax.Array, terminated: jax.Array,
+           v_target_next: jax.Array, reward_scale: jax.Array, gamma: jax.Array
+           ) -> tuple[jax.Array, Metrics]:
+  """J_Q = mean 1/2 (Q(s, a) - sg[c r + gamma (1 - done) V_target(s')])^2, eq. 9.
+
+  With several Q heads each head regresses on the same target; their losses are summed
+  (each head's gradient equals its single-Q gradient).
+  """
+  q = q_apply(q_params, obs, action)  # [num_q, B]
+  target = sg(soft_q_target(reward, terminated, v_target_next, reward_scale, gamma))
+  chex.assert_rank(q, 2)
+  chex.assert_equal_shape([q[0], target])
+  loss = jnp.sum(0.5 * jnp.mean(jnp.square(q - target[None]), axis=-1))
+  return loss, {"q_loss": loss, "q": jnp.mean(q), "q_target": jnp.mean(target)}
+
+
+def policy_regularizer(means: jax.Array, log_stds: jax.Array, reg: jax.Array) -> jax.Array:
+  """The authors' GMM regularizer: reg * 1/2 * (mean mu^2 + mean log_std^2)."""
+  return reg * 0.5 * (jnp.mean(jnp.square(means)) + jnp.mean(jnp.square(log_stds)))
+
+
+def likelihood_ratio_policy_loss(
+    policy_params: Params, policy_apply: Callable[..., Any],
+    obs: jax.Array, u: jax.Array, q_pi: jax.Array, v: jax.Array, alpha: jax.Array,
+    reg: jax.Array) -> tuple[jax.Array, Metrics]:
+  """J_pi = mean log pi(sg[a]|s) sg[alpha log pi(a|s) - Q(s, a) + V(s)] + regularizer.
+
+  Eq. 12-13 with the baseline b(s) = V(s) - log Z(s) - 1, which gives the bracket
+  (alpha log pi - Q + V). The pre-squash sample u ~ p(.|s) is held fixed: this is the
+  score-function (likelihood-ratio) estimator, not a reparameterized one. Its gradient in
+  expectation is the gradient of E_{a~pi}[alpha log pi(a|s) - Q(s, a)].
+  """
+  out = policy_apply(policy_params, obs)
+  u = sg(u)
+  log_pi = gmm.squashed_log_prob(out.logits, out.means, out.log_stds, u)
+  chex.assert_equal_shape([log_pi, q_pi, v])
+  advantage = sg(alpha * log_pi - q_pi + v)
+  surrogate = jnp.mean(log_pi * advantage)
+  reg_loss = policy_regularizer(out.means, out.log_stds, reg)
+  loss = surrogate + reg_loss
+  return loss, {"policy_loss": loss, "policy_reg": reg_loss, "log_pi": jnp.mean(log_pi),
+                "entropy": -jnp.mean(log_pi)}
+
+
+def reparameterized_policy_loss(
+    policy_params: Params, policy_apply: Callable[..., Any],
+    q_fn: Callable[[jax.Array, jax.Array], jax.Array], obs: jax.Array, eps: jax.Array,
+    alpha: jax.Array, reg: jax.Array) -> tuple[jax.Array, Metrics]:
+  """J_pi = mean alpha log pi(f(eps, s)|s) - Q(s, f(eps, s)) + regularizer (K = 1 only).
+
+  f(eps, s) = tanh(mu(s) + exp(log_std(s)) eps), eps ~ N(0, I) given. q_fn(obs, action)
+  returns [B] (the minimum over Q heads) and is not differentiated with respect to its
+  own params here.
+  """
+  out = policy_apply(policy_params, obs)
+  if out.logits.shape[-1] != 1:
+    raise ValueError("the reparameterized policy gradient needs num_components = 1, got "
+                     f"{out.logits.shape[-1]}")
+  u = out.means[..., 0, :] + jnp.exp(out.log_stds[..., 0, :]) * eps
+  log_pi = gmm.squashed_log_prob(out.logits, out.means, out.log_stds, u)
+  q = q_fn(obs, jnp.tanh(u))
+  chex.assert_equal_shape([log_pi, q])
+  reg_loss = policy_regularizer(out.means, out.log_stds, reg)
+  loss = jnp.mean(alpha * log_pi - q) + reg_loss
+  return loss, {"policy_loss": loss, "policy_reg": reg_loss, "log_pi": jnp.mean(log_pi),
+                "entropy": -jnp.mean(log_pi)}
+
+
+def temperature_loss(log_alpha: jax.Array, log_pi: jax.Array, target_entropy: jax.Array
+                     ) -> tuple[jax.Array, Metrics]:
+  """J(alpha) = mean -log_alpha (log pi(a|s) + target_entropy), SAC (2018b) eq. 18.
+
+  Parameterized by log alpha; raises alpha when the entropy -log pi is below the target.
+  """
+  loss = -jnp.mean(log_alpha * sg(log_pi + target_entropy))
+  return loss, {"alpha_loss": loss, "alpha": jnp.exp(log_alpha)}
+
+
+def polyak_update(params: Params, target_params: Params, tau: jax.Array) -> Params:
+  """psi_target <- tau psi + (1 - tau) psi_target, after every gradient step."""
+  return jax.tree.map(lambda p, t: tau * p + (1.0 - tau) * t, params, target_params)

@@ -1,0 +1,124 @@
+"""flax.linen modules: MLP torso, Gaussian-mixture policy head, Q (optionally an ensemble), V.
+
+Params are plain pytrees, so they vmap over members and checkpoint as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# The authors' GMM policy clips log standard deviations to this range.
+LOG_STD_MIN = -20.0
+LOG_STD_MAX = 2.0
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": nn.relu,
+    "tanh": nn.tanh,
+    "elu": nn.elu,
+    "gelu": nn.gelu,
+    "swish": nn.swish,
+}
+
+
+def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
+  if name not in ACTIVATIONS:
+    raise ValueError(f"activation={name!r} is not one of {sorted(ACTIVATIONS)}")
+  return ACTIVATIONS[name]
+
+
+class MLP(nn.Module):
+  """Hidden layers with an activation after each; no output layer."""
+  hidden_sizes: Sequence[int]
+  activation: str = "relu"
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    act = get_activation(self.activation)
+    for size in self.hidden_sizes:
+      x = act(nn.Dense(size)(x))
+    return x
+
+
+class GMMOutput(NamedTuple):
+  logits: jax.Array    # [..., K]
+  means: jax.Array     # [..., K, d]
+  log_stds: jax.Array  # [..., K, d], clipped to [LOG_STD_MIN, LOG_STD_MAX]
+
+
+class GMMPolicy(nn.Module):
+  """Paper eq. 14: per state, K mixture logits, K x d means and K x d log-stds."""
+  action_dim: int
+  num_components: int = 4
+  hidden_sizes: Sequence[int] = (128, 128)
+  activation: str = "relu"
+  log_std_min: float = LOG_STD_MIN
+  log_std_max: float = LOG_STD_MAX
+
+  @nn.compact
+  def __call__(self, obs: jax.Array) -> GMMOutput:
+    k, d = self.num_components, self.action_dim
+    h = MLP(self.hidden_sizes, self.activation)(obs)
+    out = nn.Dense(k * (1 + 2 * d))(h)
+    logits = out[..., :k]
+    means = out[..., k:k + k * d].reshape(out.shape[:-1] + (k, d))
+    log_stds = out[..., k + k * d:].reshape(out.shape[:-1] + (k, d))
+    log_stds = jnp.clip(log_stds, self.log_std_min, self.log_std_max)
+    return GMMOutput(logits, means, log_stds)
+
+
+class _QHead(nn.Module):
+  hidden_sizes: Sequence[int]
+  activation: str
+
+  @nn.compact
+  def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+    h = MLP(self.hidden_sizes, self.activation)(jnp.concatenate([obs, action], axis=-1))
+    return nn.Dense(1)(h)[..., 0]
+
+
+class QNetwork(nn.Module):
+  """Soft Q(s, a) as an ensemble of `num_q` independent heads: returns [num_q, ...].
+
+  num_q = 1 is the paper; num_q = 2 is the twin Q of SAC (2018), used with the minimum.
+  """
+  hidden_sizes: Sequence[int] = (128, 128)
+  activation: str = "relu"
+  num_q: int = 1
+
+  @nn.compact
+  def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+    ensemble = nn.vmap(
+        _QHead, variable_axes={"params": 0}, split_rngs={"params": True},
+        in_axes=None, out_axes=0, axis_size=self.num_q)
+    return ensemble(self.hidden_sizes, self.activation)(obs, action)
+
+
+class VNetwork(nn.Module):
+  """Soft state value V(s): returns [...]."""
+  hidden_sizes: Sequence[int] = (128, 128)
+  activation: str = "relu"
+
+  @nn.compact
+  def __call__(self, obs: jax.Array) -> jax.Array:
+    return nn.Dense(1)(MLP(self.hidden_sizes, self.activation)(obs))[..., 0]
+
+
+class SACNetworks(NamedTuple):
+  """The three modules as one bundle; `.apply` of each is what the losses call."""
+  policy: GMMPolicy
+  q: QNetwork
+  v: VNetwork
+
+
+def make_networks(action_dim: int, num_components: int = 4,
+                  hidden_sizes: Sequence[int] = (128, 128), activation: str = "relu",
+                  num_q: int = 1) -> SACNetworks:
+  hidden_sizes = tuple(int(h) for h in hidden_sizes)
+  return SACNetworks(
+      policy=GMMPolicy(action_dim, num_components, hidden_sizes, activation),
+      q=QNetwork(hidden_sizes, activation, num_q),
+      v=VNetwork(hidden_sizes, activation))
