@@ -1,0 +1,311 @@
+r"""Throughput benchmark (../shared/BENCHMARKS.md): sac_jax beside stable-baselines-jax.
+
+    python -m experiments.bench            # full protocol on HalfCheetah-v5
+    python -m experiments.bench --quick    # about a minute: smaller M and step counts
+
+Measures, for the equal-work configuration (twin Q, reparameterized K = 1, automatic
+temperature, 256 x 256, batch 256, G = 1: what the peers run; sac_jax also trains its V
+network, which the peers do not have) and the paper configuration (V + Q, GMM K = 4,
+likelihood ratio, 128 x 128, batch 128):
+  - the update alone: microseconds per gradient step per member, M = 1, 4, 16, 64, with
+    the update's FLOPs from XLA's cost analysis and the achieved GFLOP/s against the
+    machine's fp32 peak;
+  - end to end with the real host loop (`sac_jax.loop.train`): learning-phase SPS
+    (steps `warmup_steps` to `warmup_steps + measure_steps`), aggregate and per member,
+    and peak RSS, each case in its own process;
+  - the peer, stable-baselines-jax SAC, with the same settings and steps, in its own
+    process, when the `bench` extra is installed.
+Prints a table and writes JSON (`--out`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_bool("quick", False, "A one-minute version: fewer members and steps.")
+flags.DEFINE_list("update_members", ["1", "4", "16", "64"], "M values for the update alone.")
+flags.DEFINE_list("members", ["1", "4", "16"], "M values end to end.")
+flags.DEFINE_list("configs", ["equal_work", "paper"], "Configurations to measure.")
+flags.DEFINE_string("env_id", "HalfCheetah-v5", "Task for the end-to-end runs.")
+flags.DEFINE_integer("warmup_steps", 5000, "Random-action steps before timing.")
+flags.DEFINE_integer("measure_steps", 10000, "Timed learning-phase steps.")
+flags.DEFINE_integer("update_repeats", 5, "Timed repeats of the update (median).")
+flags.DEFINE_integer("update_steps", 50, "Gradient steps per timed update call.")
+flags.DEFINE_bool("peer", True, "Also run stable-baselines-jax (needs the bench extra).")
+flags.DEFINE_bool("end_to_end", True, "Run the end-to-end host-loop cases.")
+flags.DEFINE_bool("update_only", True, "Run the update-alone cases.")
+flags.DEFINE_float("peak_gflops", None, "fp32 peak of the device; default: estimated "
+                   "for a CPU as cores x clock x 32 FLOP/cycle (AVX-512 FMA).")
+flags.DEFINE_string("out", "bench.json", "Where the JSON results go.")
+flags.DEFINE_string("case", None, "Internal: run one end-to-end case (JSON) and print it.")
+
+CONFIGS = {
+    "equal_work": dict(num_components=1, hidden_sizes=(256, 256), batch_size=256,
+                       policy_gradient="reparameterized", num_q=2, auto_alpha=True,
+                       tau=0.005, alpha=1.0, reward_scale=1.0, reg=0.0, lr=3e-4,
+                       gamma=0.99, grad_steps=1),
+    "paper": dict(num_components=4, hidden_sizes=(128, 128), batch_size=128,
+                  policy_gradient="likelihood_ratio", num_q=1, auto_alpha=False,
+                  tau=0.01, alpha=1.0, reward_scale=1.0, reg=1e-3, lr=3e-4, gamma=0.99,
+                  grad_steps=1),
+}
+
+
+def _peak_rss_gb() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KB on Linux
+
+
+def cpu_peak_gflops() -> float:
+  mhz = None
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("cpu MHz"):
+          mhz = float(line.split(":")[1])
+          break
+  except OSError:
+    pass
+  return (os.cpu_count() or 1) * (mhz or 2600.0) / 1e3 * 32.0
+
+
+def device_description() -> str:
+  import jax
+  d = jax.devices()[0]
+  if d.platform == "cpu":
+    model = platform.processor() or "cpu"
+    try:
+      with open("/proc/cpuinfo") as f:
+        model = next(l.split(":")[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+      pass
+    return f"CPU: {model}, {os.cpu_count()} cores"
+  return f"{d.platform.upper()}: {d.device_kind} x {jax.device_count()}"
+
+
+# --------------------------------------------------------------------------- update alone
+def bench_update(config_name: str, num_members: int, obs_dim: int = 17, act_dim: int = 6,
+                 steps: int = 50, repeats: int = 5) -> dict:
+  """Median time of `steps` gradient steps for M members, on a filled random buffer."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from sac_jax import agent, replay
+
+  cfg = agent.SACConfig(**CONFIGS[config_name], buffer_size=10_000, start_steps=0)
+  ag = agent.Agent(cfg, obs_dim, act_dim)
+  state = ag.init_members(jax.random.split(jax.random.PRNGKey(0), num_members))
+  rng = np.random.default_rng(0)
+  m, c = num_members, cfg.buffer_size
+  data = replay.Transition(
+      jnp.asarray(rng.normal(size=(m, c, obs_dim)), jnp.float32),
+      jnp.asarray(rng.uniform(-1, 1, size=(m, c, act_dim)), jnp.float32),
+      jnp.asarray(rng.normal(size=(m, c)), jnp.float32),
+      jnp.asarray(rng.normal(size=(m, c, obs_dim)), jnp.float32),
+      jnp.zeros((m, c), jnp.float32))
+  state = state._replace(replay=replay.ReplayState(
+      data, jnp.zeros((m,), jnp.int32), jnp.full((m,), c, jnp.int32)))
+  update = jax.jit(jax.vmap(lambda s: ag.update(s, steps)), donate_argnums=0)
+  flops = gradient_step_flops(ag) * steps * num_members
+  state, metrics = update(state)
+  jax.block_until_ready(metrics)
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    state, metrics = update(state)
+    jax.block_until_ready(metrics)
+    times.append(time.perf_counter() - t)
+  sec = statistics.median(times)
+  us_step_member = sec / steps / num_members * 1e6
+  return dict(kind="update", config=config_name, members=num_members,
+              us_per_step_per_member=us_step_member,
+              us_per_step=sec / steps * 1e6,
+              mflop_per_step_per_member=flops / steps / num_members / 1e6,
+              gflops=flops / sec / 1e9)
+
+
+def gradient_step_flops(ag) -> float:
+  """FLOPs of one member's gradient step, from XLA's cost analysis of the compiled,
+  unbatched step (the analysis counts a scan body once and undercounts under vmap, so
+  the step is analysed on its own and scaled by steps and members)."""
+  import jax
+  import numpy as np
+  from sac_jax import replay
+  b, o, a = ag.config.batch_size, ag.obs_dim, ag.act_dim
+  z = lambda *s: np.zeros(s, np.float32)
+  batch = replay.Transition(z(b, o), z(b, a), z(b), z(b, o), z(b))
+  state = jax.eval_shape(ag.init, jax.random.PRNGKey(0))
+  cost = jax.jit(ag.gradient_step).lower(state, batch, jax.random.PRNGKey(0)
+                                         ).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get("flops", float("nan"))) if cost else float("nan")
+
+
+# --------------------------------------------------------------------------- end to end
+def run_sac_case(config_name: str, num_members: int, env_id: str, warmup: int,
+                 measure: int) -> dict:
+  from sac_jax import agent, loop
+  cfg = agent.SACConfig(**CONFIGS[config_name], buffer_size=warmup + measure,
+                        start_steps=warmup)
+  lc = loop.LoopConfig(env_id, num_members=num_members, seed=0,
+                       total_env_steps=warmup + measure, eval_every=warmup,
+                       eval_episodes=1)
+  history = loop.train(cfg, lc)
+  # The record at the end holds the SPS since the evaluation at `warmup` (evaluation
+  # time excluded): the learning phase alone.
+  sps = history[-1].sps
+  return dict(kind="sac", config=config_name, members=num_members,
+              sps_per_member=sps, sps_aggregate=sps * num_members,
+              peak_rss_gb=_peak_rss_gb())
+
+
+def run_peer_case(env_id: str, warmup: int, measure: int) -> dict:
+  """stable-baselines-jax SAC, equal work, one process, one member."""
+  import gymnasium as gym
+  from sbx import SAC
+  from stable_baselines3.common.callbacks import BaseCallback
+
+  class Timer(BaseCallback):
+    def __init__(self):
+      super().__init__()
+      self.t0 = None
+
+    def _on_step(self) -> bool:
+      if self.num_timesteps == warmup:
+        self.t0 = time.perf_counter()
+      return True
+
+  env = gym.make(env_id)
+  model = SAC("MlpPolicy", env, learning_starts=warmup, batch_size=256, buffer_size=
+              warmup + measure, train_freq=1, gradient_steps=1, tau=0.005, gamma=0.99,
+              learning_rate=3e-4, ent_coef="auto", policy_kwargs=dict(net_arch=[256, 256]),
+              seed=0, verbose=0)
+  timer = Timer()
+  model.learn(total_timesteps=warmup + measure, callback=timer)
+  sec = time.perf_counter() - timer.t0
+  import sbx
+  return dict(kind="peer", config="equal_work", members=1,
+              impl=f"stable-baselines-jax {getattr(sbx, '__version__', '?')}",
+              sps_per_member=measure / sec, sps_aggregate=measure / sec,
+              peak_rss_gb=_peak_rss_gb())
+
+
+def _subprocess_case(spec: dict) -> dict:
+  cmd = [sys.executable, "-m", "experiments.bench", f"--case={json.dumps(spec)}"]
+  proc = subprocess.run(cmd, capture_output=True, text=True)
+  for line in reversed(proc.stdout.splitlines()):
+    if line.startswith("BENCH_RESULT "):
+      return json.loads(line[len("BENCH_RESULT "):])
+  tail = (proc.stderr or proc.stdout)[-2000:]
+  raise RuntimeError(f"benchmark case {spec} failed (exit {proc.returncode}):\n{tail}")
+
+
+def peer_available() -> bool:
+  try:
+    import sbx  # noqa: F401
+    return True
+  except ImportError:
+    return False
+
+
+# --------------------------------------------------------------------------- report
+def format_table(results: list[dict], peak: float) -> str:
+  lines = []
+  upd = [r for r in results if r["kind"] == "update"]
+  if upd:
+    lines += ["Update alone (median; per gradient step):",
+              f"{'config':<11} {'M':>3} {'us/step/member':>15} {'MFLOP/step':>11} "
+              f"{'GFLOP/s':>8} {'% peak':>7}"]
+    for r in upd:
+      lines.append(f"{r['config']:<11} {r['members']:>3} {r['us_per_step_per_member']:>15.1f}"
+                   f" {r['mflop_per_step_per_member']:>11.1f} {r['gflops']:>8.1f}"
+                   f" {100 * r['gflops'] / peak:>6.1f}%")
+  e2e = [r for r in results if r["kind"] in ("sac", "peer")]
+  if e2e:
+    peer = next((r for r in e2e if r["kind"] == "peer"), None)
+    lines += ["", "End to end, learning phase (env steps per second):",
+              f"{'implementation':<28} {'config':<11} {'M':>3} {'SPS total':>10} "
+              f"{'SPS/member':>11} {'x peer':>7} {'peak RSS GB':>12}"]
+    for r in e2e:
+      name = r.get("impl", "sac_jax")
+      ratio = (f"{r['sps_per_member'] / peer['sps_per_member']:.2f}"
+               if peer and r["config"] == "equal_work" else "")
+      lines.append(f"{name:<28} {r['config']:<11} {r['members']:>3} "
+                   f"{r['sps_aggregate']:>10.1f} {r['sps_per_member']:>11.1f} {ratio:>7}"
+                   f" {r['peak_rss_gb']:>12.2f}")
+  return "\n".join(lines)
+
+
+def main(argv):
+  del argv
+  if FLAGS.case:
+    spec = json.loads(FLAGS.case)
+    if spec["kind"] == "peer":
+      result = run_peer_case(spec["env_id"], spec["warmup"], spec["measure"])
+    else:
+      result = run_sac_case(spec["config"], spec["members"], spec["env_id"],
+                            spec["warmup"], spec["measure"])
+    print("BENCH_RESULT " + json.dumps(result), flush=True)
+    return
+
+  for name in FLAGS.configs:
+    if name not in CONFIGS:
+      raise app.UsageError(f"--configs: {name!r} is not one of {sorted(CONFIGS)}")
+  update_members = [int(m) for m in FLAGS.update_members]
+  members = [int(m) for m in FLAGS.members]
+  warmup, measure, repeats = FLAGS.warmup_steps, FLAGS.measure_steps, FLAGS.update_repeats
+  if FLAGS.quick:
+    update_members, members = [1, 4], [1]
+    warmup, measure, repeats = 1000, 1000, 3
+  peak = FLAGS.peak_gflops or cpu_peak_gflops()
+  results: list[dict] = []
+  device = device_description()
+  print(f"device: {device}; fp32 peak used for %: {peak:.0f} GFLOP/s", flush=True)
+
+  if FLAGS.update_only:
+    for name in FLAGS.configs:
+      for m in update_members:
+        r = bench_update(name, m, steps=FLAGS.update_steps, repeats=repeats)
+        print(f"  update {name} M={m}: {r['us_per_step_per_member']:.1f} us/step/member,"
+              f" {r['gflops']:.1f} GFLOP/s", flush=True)
+        results.append(r)
+
+  if FLAGS.end_to_end:
+    base = dict(env_id=FLAGS.env_id, warmup=warmup, measure=measure)
+    if FLAGS.peer:
+      if peer_available():
+        r = _subprocess_case(dict(base, kind="peer"))
+        print(f"  peer: {r['sps_per_member']:.1f} SPS", flush=True)
+        results.append(r)
+      else:
+        print("  peer skipped: stable-baselines-jax is not installed "
+              "(pip install -e '.[bench]' -c experiments/bench-constraints.txt)")
+    for name in FLAGS.configs:
+      for m in members:
+        r = _subprocess_case(dict(base, kind="sac", config=name, members=m))
+        print(f"  sac_jax {name} M={m}: {r['sps_aggregate']:.1f} SPS total", flush=True)
+        results.append(r)
+
+  table = format_table(results, peak)
+  print("\n" + table)
+  out = dict(device=device, peak_gflops=peak, env_id=FLAGS.env_id, warmup_steps=warmup,
+             measure_steps=measure, quick=FLAGS.quick, results=results,
+             time=time.strftime("%Y-%m-%dT%H:%M:%S"))
+  tmp = FLAGS.out + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(out, f, indent=2)
+  os.replace(tmp, FLAGS.out)
+  print(f"\nwrote {FLAGS.out}")
+
+
+if __name__ == "__main__":
+  app.run(main)

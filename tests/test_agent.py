@@ -1,0 +1,224 @@
+"""The learner: member equivalence under vmap, determinism, one compile, per-member
+hyperparameters, the wiring of one gradient step, and the paper's evaluation action."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from sac_jax import agent, gmm, losses, networks, replay
+
+OBS, ACT = 3, 2
+TINY = dict(hidden_sizes=(16, 16), batch_size=8, buffer_size=64, start_steps=10)
+
+
+def _feed(ag, step_fn, state, num_calls, m, seed=0, start=0):
+  """Drives step_fn with a fixed pseudo-random stream of transitions (same for all seeds)."""
+  rng = np.random.default_rng(seed)
+  obs = rng.normal(size=(m, OBS)).astype(np.float32)
+  tr = agent.empty_transition(m, OBS, ACT)
+  for t in range(start, start + num_calls):
+    state, action, metrics = step_fn(state, tr, t > 0, obs, ag.ready_to_update(t))
+    nxt = rng.normal(size=(m, OBS)).astype(np.float32)
+    tr = replay.Transition(obs, np.asarray(action), rng.normal(size=m).astype(np.float32),
+                           nxt, (rng.random(m) < 0.1).astype(np.float32))
+    obs = nxt
+  return state, action, metrics, tr, obs
+
+
+@pytest.mark.parametrize("kind", ["paper", "modern"])
+def test_member_of_vmapped_step_equals_single_member_step(kind):
+  """Member i of jit(vmap(step)) equals jit(step) fed member i's state, batch and obs."""
+  extra = dict(grad_steps=2) if kind == "paper" else dict(
+      num_components=1, policy_gradient="reparameterized", num_q=2, auto_alpha=True)
+  ag = agent.Agent(agent.SACConfig(**TINY, **extra), OBS, ACT)
+  m = 3
+  hp = agent.HParams.from_config(ag.config).stack(m, reward_scale=[1.0, 2.0, 5.0])
+  state = ag.init_members(jax.random.split(jax.random.PRNGKey(1), m), hp)
+  state, _, _, tr, obs = _feed(ag, ag.make_step(), state, 20, m)
+  singles = [jax.jit(ag.step)(agent.member(state, i), agent.member(tr, i), True, obs[i], True)
+             for i in range(m)]
+  old_grad_steps = int(state.grad_steps[0])
+  new_state, actions, metrics = ag.make_step()(state, tr, True, obs, True)  # donates state
+  for i, (s_i, a_i, m_i) in enumerate(singles):
+    # vmap may reorder float32 reductions: 1e-5 relative, 1e-6 absolute.
+    chex.assert_trees_all_close(agent.member(new_state, i), s_i, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(actions[i], a_i, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(agent.member(metrics, i), m_i, rtol=1e-5, atol=1e-6)
+  assert int(new_state.grad_steps[0]) == old_grad_steps + ag.config.grad_steps
+
+
+def _train_params(seed):
+  ag = agent.Agent(agent.SACConfig(**TINY), OBS, ACT)
+  state = ag.init_members(jax.random.split(jax.random.PRNGKey(seed), 2))
+  state, *_ = _feed(ag, ag.make_step(), state, 30, 2)
+  return state
+
+
+def test_same_seed_is_bitwise_equal_and_different_seeds_differ():
+  a, b, c = _train_params(0), _train_params(0), _train_params(1)
+  assert int(a.grad_steps[0]) > 10
+  chex.assert_trees_all_equal(a.policy_params, b.policy_params)
+  chex.assert_trees_all_equal(a.q_params, b.q_params)
+  chex.assert_trees_all_equal(a.v_target_params, b.v_target_params)
+  chex.assert_trees_all_equal(a.key, b.key)
+  for x, y in zip(jax.tree.leaves(a.policy_params), jax.tree.leaves(c.policy_params)):
+    assert not np.array_equal(np.asarray(x), np.asarray(y))
+  # Members of one run differ too (they have different keys).
+  assert not np.array_equal(np.asarray(jax.tree.leaves(a.q_params)[0][0]),
+                            np.asarray(jax.tree.leaves(a.q_params)[0][1]))
+
+
+def test_step_compiles_once_over_many_calls():
+  """Warm-up, first transition and learning phases all reuse one compiled step."""
+  ag = agent.Agent(agent.SACConfig(**TINY), OBS, ACT)
+  ag.step = chex.assert_max_traces(ag.step, n=1)
+  step_fn = ag.make_step()
+  state = ag.init_members(jax.random.split(jax.random.PRNGKey(0), 2))
+  state, *_ = _feed(ag, step_fn, state, 40, 2)
+  assert int(state.grad_steps[0]) == 40 - ag.config.start_steps
+
+
+@pytest.mark.parametrize("name,value", [("reward_scale", 7.0), ("lr_q", 1e-2),
+                                        ("tau", 0.5), ("gamma", 0.5), ("alpha", 0.0)])
+def test_per_member_hyperparameter_changes_only_that_member(name, value):
+  """Three members with the SAME key and data; only member 2 gets another `name`."""
+  ag = agent.Agent(agent.SACConfig(**TINY), OBS, ACT)
+  default = getattr(agent.HParams.from_config(ag.config), name)
+  hp = agent.HParams.from_config(ag.config).stack(3, **{name: [default, default, value]})
+  keys = jnp.stack([jax.random.PRNGKey(3)] * 3)
+  state = ag.init_members(keys, hp)
+  rng = np.random.default_rng(0)
+  step_fn = ag.make_step()
+  obs = np.repeat(rng.normal(size=(1, OBS)).astype(np.float32), 3, 0)
+  tr = agent.empty_transition(3, OBS, ACT)
+  for t in range(25):
+    state, action, _ = step_fn(state, tr, t > 0, obs, ag.ready_to_update(t))
+    nxt = np.repeat(rng.normal(size=(1, OBS)).astype(np.float32), 3, 0)
+    rew = np.repeat(rng.normal(size=1).astype(np.float32), 3)
+    tr = replay.Transition(obs, np.asarray(action), rew, nxt, np.zeros(3, np.float32))
+    obs = nxt
+  params = (state.q_params, state.v_params, state.v_target_params, state.policy_params)
+  chex.assert_trees_all_equal(agent.member(params, 0), agent.member(params, 1))
+  changed = [not np.array_equal(np.asarray(x[0]), np.asarray(x[2]))
+             for x in jax.tree.leaves(params)]
+  assert any(changed)
+
+
+def test_gradient_step_takes_all_gradients_from_pre_update_params():
+  """One gradient step equals Adam steps on the three losses at the OLD params, then
+  V_target <- tau V_new + (1 - tau) V_target_old (Algorithm 2, lines 9-11 and 12)."""
+  cfg = agent.SACConfig(**TINY, num_components=3, reward_scale=3.0, tau=0.3, gamma=0.9,
+                        alpha=0.5, reg=0.01, lr=1e-2)
+  ag = agent.Agent(cfg, OBS, ACT)
+  state = ag.init(jax.random.PRNGKey(0))
+  # Make V_target differ from V so a wrong network in the Q target shows.
+  state = state._replace(v_target_params=jax.tree.map(lambda x: x + 0.3, state.v_params))
+  rng = np.random.default_rng(0)
+  batch = replay.Transition(
+      jnp.asarray(rng.normal(size=(8, OBS)), jnp.float32),
+      jnp.asarray(rng.uniform(-1, 1, size=(8, ACT)), jnp.float32),
+      jnp.asarray(rng.normal(size=8), jnp.float32),
+      jnp.asarray(rng.normal(size=(8, OBS)), jnp.float32),
+      jnp.asarray([0, 1, 0, 0, 1, 0, 0, 0], jnp.float32))
+  key = jax.random.PRNGKey(5)
+  new, _ = jax.jit(ag.gradient_step)(state, batch, key)
+
+  nets = ag.nets
+  out = nets.policy.apply(state.policy_params, batch.obs)
+  u = gmm.sample(key, out.logits, out.means, out.log_stds)
+  log_pi = gmm.squashed_log_prob(out.logits, out.means, out.log_stds, u)
+  q_pi = nets.q.apply(state.q_params, batch.obs, jnp.tanh(u))[0]
+  v_s = nets.v.apply(state.v_params, batch.obs)
+  v_next = nets.v.apply(state.v_target_params, batch.next_obs)
+
+  def adam_step(params, grads):
+    opt = optax.adam(1e-2)
+    upd, _ = opt.update(grads, opt.init(params), params)
+    return optax.apply_updates(params, upd)
+
+  gv = jax.grad(lambda p: 0.5 * jnp.mean((nets.v.apply(p, batch.obs)
+                                          - (q_pi - 0.5 * log_pi)) ** 2))(state.v_params)
+  target = 3.0 * batch.reward + 0.9 * (1 - batch.terminated) * v_next
+  gq = jax.grad(lambda p: 0.5 * jnp.mean((nets.q.apply(p, batch.obs, batch.action)[0]
+                                          - target) ** 2))(state.q_params)
+
+  def policy_objective(p):
+    o = nets.policy.apply(p, batch.obs)
+    lp = gmm.squashed_log_prob(o.logits, o.means, o.log_stds, u)
+    reg = 0.01 * 0.5 * (jnp.mean(o.means ** 2) + jnp.mean(o.log_stds ** 2))
+    return jnp.mean(lp * (0.5 * log_pi - q_pi + v_s)) + reg
+  gp = jax.grad(policy_objective)(state.policy_params)
+
+  expected_v = adam_step(state.v_params, gv)
+  # Adam's first step moves each weight by ~lr * sign(grad): compare to 1e-5 absolute.
+  chex.assert_trees_all_close(new.v_params, expected_v, atol=1e-5)
+  chex.assert_trees_all_close(new.q_params, adam_step(state.q_params, gq), atol=1e-5)
+  chex.assert_trees_all_close(new.policy_params, adam_step(state.policy_params, gp),
+                              atol=1e-5)
+  chex.assert_trees_all_close(
+      new.v_target_params,
+      jax.tree.map(lambda v, t: 0.3 * v + 0.7 * t, expected_v, state.v_target_params),
+      atol=1e-5)
+
+
+class _FakePolicy:
+  def apply(self, params, obs):
+    b = obs.shape[:-1]
+    k, d = params["means"].shape
+    return networks.GMMOutput(jnp.broadcast_to(params["logits"], b + (k,)),
+                              jnp.broadcast_to(params["means"], b + (k, d)),
+                              jnp.zeros(b + (k, d)))
+
+
+class _FakeQ:
+  """Two heads: Q = -|a - target|^2 and that minus a constant (min picks the second)."""
+  def apply(self, params, obs, action):
+    q = -jnp.sum((action - params["target"]) ** 2, axis=-1)
+    return jnp.stack([q, q - 1.0])
+
+
+def test_eval_action_picks_best_q_component_not_heaviest_weight():
+  ag = agent.Agent(agent.SACConfig(num_components=3, num_q=2), OBS, ACT)
+  ag.nets = networks.SACNetworks(policy=_FakePolicy(), q=_FakeQ(), v=None)
+  means = np.array([[2.0, 2.0], [0.1, -0.3], [-1.0, 0.5]], np.float32)
+  pp = {"logits": jnp.array([10.0, -10.0, 0.0]), "means": jnp.asarray(means)}
+  target = np.array([0.2, -0.2], np.float32)
+  obs = np.zeros((4, OBS), np.float32)
+  action = jax.jit(ag.eval_action)(pp, {"target": jnp.asarray(target)}, obs)
+  modes = np.tanh(means.astype(np.float64))
+  best = np.argmin(((modes - target) ** 2).sum(-1))
+  assert best == 1
+  chex.assert_trees_all_close(np.asarray(action), np.broadcast_to(modes[best], (4, 2)),
+                              atol=1e-6)
+
+
+def test_step_actions_are_uniform_during_start_steps_and_in_range():
+  ag = agent.Agent(agent.SACConfig(**{**TINY, "start_steps": 1000}), OBS, ACT)
+  state = ag.init_members(jax.random.split(jax.random.PRNGKey(0), 1))
+  step_fn = ag.make_step()
+  acts = []
+  obs = np.zeros((1, OBS), np.float32)
+  tr = agent.empty_transition(1, OBS, ACT)
+  for t in range(300):
+    state, a, _ = step_fn(state, tr, False, obs, False)
+    acts.append(np.asarray(a)[0])
+  acts = np.array(acts)
+  assert np.all(np.abs(acts) <= 1.0)
+  # Uniform on [-1, 1]: mean 0 (sd 0.033 for 300 draws), variance 1/3.
+  assert np.all(np.abs(acts.mean(0)) < 0.15)
+  assert np.all(np.abs(acts.var(0) - 1 / 3) < 0.08)
+
+
+def test_bad_config_values_are_refused_with_their_name():
+  for kwargs, needle in [(dict(num_components=0), "num_components=0"),
+                         (dict(gamma=1.0), "gamma=1"), (dict(lr=0.0), "lr_policy=0"),
+                         (dict(batch_size=512, buffer_size=100), "batch_size=512"),
+                         (dict(policy_gradient="reparameterized"), "num_components=1"),
+                         (dict(num_q=3), "num_q=3"), (dict(policy_gradient="ppo"), "ppo")]:
+    with pytest.raises(ValueError, match=needle):
+      agent.SACConfig(**kwargs)
+  with pytest.raises(ValueError, match="unknown per-member"):
+    agent.HParams.from_config(agent.SACConfig()).stack(2, learning_rate=[1, 2])
