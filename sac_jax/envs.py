@@ -6,13 +6,17 @@ not. Training envs autoreset in gymnasium's SAME_STEP mode, so the observation r
 the end of an episode is already the next episode's first; the true final observation
 (the bootstrap target of a truncated step) comes from `info["final_obs"]`.
 
-Seeding: member i's training env is seeded with `seed + i` at the first reset, its
-evaluation envs with `seed + EVAL_SEED_OFFSET + i * n + j` for episode slot j.
+Seeding: member i's training env is seeded with `seed + i` at the first reset (a resumed
+run reseeds with `resume_seeds`, since the episodes in flight at a kill restart), its
+evaluation envs with `seed + EVAL_SEED_OFFSET + (c * M + i) * n + j` for episode slot j of
+the c-th evaluation, so every evaluation sees fresh start states and a resumed run sees the
+same ones as an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 from typing import Sequence
 
 import gymnasium as gym
@@ -26,8 +30,19 @@ class EnvSpecError(ValueError):
 
 
 def check_env_id(env_id: str) -> gym.Env:
-  """Makes one env or raises EnvSpecError naming the problem (close names suggested)."""
-  if env_id not in gym.registry:
+  """Makes one env or raises EnvSpecError naming the problem (close names suggested).
+
+  `env_id` may be gymnasium's "module:EnvName-v0" form: the module is imported first (it
+  registers the env), as `gym.make` does.
+  """
+  name = env_id
+  if ":" in env_id:
+    module, name = env_id.split(":", 1)
+    try:
+      importlib.import_module(module)
+    except ImportError as e:
+      raise EnvSpecError(f"env_id={env_id!r}: cannot import module {module!r} ({e})") from None
+  if name not in gym.registry:
     close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise EnvSpecError(f"env_id={env_id!r} is not a registered gymnasium env{hint}")
@@ -55,6 +70,12 @@ def env_dims(env_id: str) -> tuple[int, int]:
   return dims
 
 
+def resume_seeds(seed: int, num_members: int, env_step: int) -> list[int]:
+  """Training-env seeds for a run resumed at `env_step` (distinct from the first reset's)."""
+  return [int(np.random.SeedSequence([seed, i, env_step]).generate_state(1)[0])
+          for i in range(num_members)]
+
+
 def _make(env_id: str):
   def thunk():
     return gym.wrappers.RescaleAction(gym.make(env_id), -1.0, 1.0)
@@ -72,9 +93,11 @@ class TrainEnvs:
     self.num_members = num_members
     self.seed = seed
 
-  def reset(self) -> np.ndarray:
-    seeds = [self.seed + i for i in range(self.num_members)]
-    obs, _ = self.env.reset(seed=seeds)
+  def reset(self, seeds: Sequence[int] | None = None) -> np.ndarray:
+    """Resets all envs: member i with `seeds[i]`, by default `seed + i`."""
+    if seeds is None:
+      seeds = [self.seed + i for i in range(self.num_members)]
+    obs, _ = self.env.reset(seed=[int(s) for s in seeds])
     return obs.astype(np.float32)
 
   def step(self, action: np.ndarray):
@@ -104,11 +127,12 @@ class EvalEnvs:
   for all members and episodes and returns the undiscounted returns [M, n].
   """
 
-  def __init__(self, env_id: str, num_members: int, episodes: int, seed: int):
+  def __init__(self, env_id: str, num_members: int, episodes: int, seed: int,
+               calls: int = 0):
     self.m, self.n = num_members, episodes
     self.envs = [_make(env_id)() for _ in range(num_members * episodes)]
     self.seed = seed
-    self.calls = 0
+    self.calls = calls  # evaluations so far (host state a checkpoint keeps)
 
   def run(self, policy) -> np.ndarray:
     m, n = self.m, self.n

@@ -1,21 +1,39 @@
-"""The host loop: collect, update, evaluate.
+"""The host loop: collect, update, evaluate, log, checkpoint, resume.
 
 One jitted device call per env step for all members (insert the last transition, G
-gradient steps, next actions); the envs step on the host in between.
+gradient steps, next actions); the envs step on the host in between. Every `eval_every`
+env steps (and at the end) each member's deterministic policy plays `eval_episodes`
+episodes.
+
+With `LoopConfig.run_dir` set, the loop also owns the run directory (see sac_jax.rundir):
+metrics.csv rows after every evaluation, curves.png redrawn, summary.json, and orbax
+checkpoints every `checkpoint_every` env steps, at the end, and on SIGINT/SIGTERM. A run
+with a checkpoint in its directory resumes from the latest one: the TrainState (params,
+optimizer states, replay buffers, PRNG keys, counters) and the last transition not yet
+stored come back exactly; the training episodes in flight at the kill restart from a fresh
+reset; metrics.csv is cut back to the checkpoint's env step, so no evaluation row is lost
+or doubled.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import signal
+import sys
+import threading
 import time
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import numpy as np
 
 from sac_jax import agent as agent_lib
+from sac_jax import checkpoint as checkpoint_lib
 from sac_jax import envs as envs_lib
 from sac_jax import replay
+from sac_jax import rundir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +45,13 @@ class LoopConfig:
   eval_every: int = 1000
   eval_episodes: int = 10
   async_envs: bool = False
+  run_dir: str | None = None       # None: no files, no checkpoints, no resume
+  checkpoint_every: int = 0        # env steps between checkpoints; 0: only at the end
+  max_to_keep: int = 2             # checkpoints kept
+  log_every_s: float = 5.0         # progress line period; <= 0: no progress lines
+  title: str = ""                  # for the plot and progress lines
+  # Extra per-member columns for metrics.csv (e.g. a sweep's labels): one dict per member.
+  member_columns: tuple[dict, ...] | None = None
 
 
 class EvalRecord(NamedTuple):
@@ -36,48 +61,306 @@ class EvalRecord(NamedTuple):
   sps: float                            # env steps per second per member since last eval
 
 
+class Interrupted(Exception):
+  """SIGINT/SIGTERM arrived; a checkpoint at `env_step` was written (with a run_dir)."""
+
+  def __init__(self, signum: int, env_step: int, checkpointed: bool):
+    self.signum, self.env_step, self.checkpointed = signum, env_step, checkpointed
+    super().__init__(f"{signal.Signals(signum).name} at env step {env_step}")
+
+
 def member_keys(seed: int, num_members: int) -> jax.Array:
   """Member i's PRNG key comes from seed + i (as does its training env's seed)."""
   return jax.vmap(jax.random.PRNGKey)(np.arange(num_members) + seed)
 
 
+def completed_steps(run_dir: str) -> int:
+  """Env steps of the latest checkpoint in `run_dir` (0 when there is none)."""
+  path = os.path.join(run_dir, rundir.CHECKPOINTS)
+  if not os.path.isdir(path):
+    return 0
+  ckpt = checkpoint_lib.Checkpointer(path)
+  try:
+    return ckpt.latest_step() or 0
+  finally:
+    ckpt.close()
+
+
+def metric_columns(hparam_names: Sequence[str], metric_names: Sequence[str],
+                   extra: Sequence[str] = ()) -> list[str]:
+  return (["env_step", "member", "seed", "eval_return", "eval_return_std",
+           "eval_return_min", "eval_return_max", "eval_episodes"] + list(extra) +
+          list(hparam_names) + [f"train_{n}" for n in metric_names] +
+          ["sps", "wall_time"])
+
+
+def _fmt_time(s: float) -> str:
+  if not math.isfinite(s):
+    return "?"
+  s = int(round(s))
+  h, rem = divmod(s, 3600)
+  m, sec = divmod(rem, 60)
+  return f"{h}h{m:02d}m" if h else (f"{m}m{sec:02d}s" if m else f"{sec}s")
+
+
+class _Signals:
+  """SIGINT/SIGTERM set a flag the loop checks after each env step (main thread only).
+
+  A second signal of the same kind falls back to the default action (kill now).
+  """
+
+  def __init__(self, enabled: bool):
+    self.received: int | None = None
+    self._old = {}
+    if enabled and threading.current_thread() is threading.main_thread():
+      for s in (signal.SIGINT, signal.SIGTERM):
+        self._old[s] = signal.signal(s, self._handle)
+
+  def _handle(self, signum, frame):
+    self.received = signum
+    signal.signal(signum, signal.SIG_DFL)
+    print(f"\n{signal.Signals(signum).name} received: checkpointing after this step "
+          "(send it again to kill now)", file=sys.stderr, flush=True)
+
+  def restore(self):
+    for s, h in self._old.items():
+      signal.signal(s, h)
+
+
+class _Outputs:
+  """metrics.csv, curves.png, summary.json and checkpoints of one run directory."""
+
+  def __init__(self, lc: LoopConfig, hparams: agent_lib.HParams, metric_names: list[str]):
+    self.lc = lc
+    self.dir = lc.run_dir
+    os.makedirs(self.dir, exist_ok=True)
+    # float32 values printed with float32's precision (0.01, not 0.009999999776).
+    self.hparams = {k: np.array([float(f"{x:.7g}") for x in np.ravel(v)])
+                    for k, v in hparams._asdict().items()}
+    self.metric_names = metric_names
+    extra = list(lc.member_columns[0]) if lc.member_columns else []
+    self.csv = rundir.MetricsCSV(self.dir, metric_columns(list(self.hparams), metric_names,
+                                                          extra))
+    self.ckpt = checkpoint_lib.Checkpointer(os.path.join(self.dir, rundir.CHECKPOINTS),
+                                            lc.max_to_keep)
+
+  def rows(self, record: EvalRecord, wall_time: float) -> list[dict]:
+    out = []
+    for i in range(self.lc.num_members):
+      r = record.returns[i]
+      row = dict(env_step=record.env_step, member=i, seed=self.lc.seed + i,
+                 eval_return=float(r.mean()), eval_return_std=float(r.std()),
+                 eval_return_min=float(r.min()), eval_return_max=float(r.max()),
+                 eval_episodes=len(r), sps=round(record.sps, 2),
+                 wall_time=round(wall_time, 2))
+      if self.lc.member_columns:
+        row.update(self.lc.member_columns[i])
+      row.update({k: float(v[i]) for k, v in self.hparams.items()})
+      row.update({f"train_{k}": float(np.asarray(record.train_metrics[k])[i])
+                  for k in self.metric_names if k in record.train_metrics})
+      out.append(row)
+    return out
+
+  def plot(self):
+    try:
+      from experiments import plot as plot_lib  # matplotlib (Agg) only when writing files
+    except ImportError:  # the library installed without experiments/
+      return
+    labels = None
+    if self.lc.member_columns:
+      labels = [f"{i}: " + ", ".join(f"{k}={v}" for k, v in c.items())
+                for i, c in enumerate(self.lc.member_columns)]
+    plot_lib.plot_curves(self.csv.path, os.path.join(self.dir, rundir.CURVES),
+                         title=self.lc.title or self.lc.env_id, labels=labels)
+
+  def summary(self, env_step: int, wall_time: float, sps: float, complete: bool) -> dict:
+    rows = self.csv.read()
+    per_member = []
+    for i in range(self.lc.num_members):
+      mine = [(int(r["env_step"]), float(r["eval_return"])) for r in rows
+              if int(r["member"]) == i]
+      final = mine[-1] if mine else (None, None)
+      best = max(mine, key=lambda x: x[1]) if mine else (None, None)
+      entry = dict(member=i, seed=self.lc.seed + i, final_return=final[1],
+                   final_env_step=final[0], best_return=best[1], best_env_step=best[0])
+      if self.lc.member_columns:
+        entry.update(self.lc.member_columns[i])
+      per_member.append(entry)
+    finals = [m["final_return"] for m in per_member if m["final_return"] is not None]
+    summary = dict(
+        env_id=self.lc.env_id, num_members=self.lc.num_members,
+        env_steps=env_step, total_env_steps=self.lc.total_env_steps, complete=complete,
+        wall_time_s=round(wall_time, 2), sps_per_member=round(sps, 2),
+        final_return_mean=float(np.mean(finals)) if finals else None,
+        final_return_min=float(np.min(finals)) if finals else None,
+        final_return_max=float(np.max(finals)) if finals else None,
+        members=per_member)
+    rundir.write_json(os.path.join(self.dir, rundir.SUMMARY), summary)
+    return summary
+
+
 def train(sac_config: agent_lib.SACConfig, loop_config: LoopConfig,
           hparams: agent_lib.HParams | None = None,
           on_eval: Callable[[EvalRecord], None] | None = None) -> list[EvalRecord]:
-  """Trains M members from scratch; returns one EvalRecord per evaluation."""
+  """Trains M members (resuming from `run_dir`'s latest checkpoint if there is one).
+
+  Returns one EvalRecord per evaluation made by this call. Raises `Interrupted` after
+  writing a checkpoint when SIGINT or SIGTERM arrives (only with a run_dir).
+  """
   lc = loop_config
   obs_dim, act_dim = envs_lib.env_dims(lc.env_id)
   ag = agent_lib.Agent(sac_config, obs_dim, act_dim)
   state = ag.init_members(member_keys(lc.seed, lc.num_members), hparams)
+  transition = agent_lib.empty_transition(lc.num_members, obs_dim, act_dim)
+  has_transition = False
+  start, eval_calls, wall_before = 0, 0, 0.0
+
+  out = None
+  if lc.run_dir is not None:
+    out = _Outputs(lc, agent_lib.HParams(*(np.asarray(x) for x in state.hparams)),
+                   ag.metric_names())
+    step0 = out.ckpt.latest_step()
+    if step0 is not None:
+      tree, host = out.ckpt.restore(step0, {"train": state, "pending": transition})
+      state = tree["train"]
+      transition = replay.Transition(*(np.asarray(x) for x in tree["pending"]))
+      has_transition = bool(host["has_pending"])
+      start, eval_calls = int(step0), int(host["eval_calls"])
+      wall_before = float(host["wall_time"])
+      kept = out.csv.reset_to(start)
+      _say(lc, f"resumed from the checkpoint at env step {start} "
+               f"({kept} metrics rows kept; training episodes in flight restart)")
+    else:
+      out.csv.reset_to(-1)
+
   step_fn = ag.make_step()
   eval_act = ag.make_eval_act()
   train_envs = envs_lib.TrainEnvs(lc.env_id, lc.num_members, lc.seed, lc.async_envs)
-  eval_envs = envs_lib.EvalEnvs(lc.env_id, lc.num_members, lc.eval_episodes, lc.seed)
+  eval_envs = envs_lib.EvalEnvs(lc.env_id, lc.num_members, lc.eval_episodes, lc.seed,
+                                calls=eval_calls)
+  signals = _Signals(enabled=out is not None)
 
-  obs = train_envs.reset()
-  transition = agent_lib.empty_transition(lc.num_members, obs_dim, act_dim)
   history: list[EvalRecord] = []
-  metrics = {}
-  t_last, step_last = time.perf_counter(), 0
+  metrics: dict = {}
+  t = start
+  t0 = time.perf_counter()
+  t_last, step_last = t0, t
+  log_last, rate_t0, rate_step0 = t0, None, t
+  latest = None  # (env_step, per-member means)
+
+  def wall() -> float:
+    return wall_before + time.perf_counter() - t0
+
+  def save_checkpoint():
+    out.ckpt.save(t, {"train": state, "pending": transition},
+                  dict(eval_calls=eval_envs.calls, wall_time=wall(),
+                       has_pending=has_transition, env_step=t))
+
   try:
-    for t in range(lc.total_env_steps):
-      state, action, metrics = step_fn(state, transition, t > 0, obs,
+    obs = train_envs.reset(envs_lib.resume_seeds(lc.seed, lc.num_members, start)
+                           if start else None)
+    while t < lc.total_env_steps:
+      state, action, metrics = step_fn(state, transition, has_transition, obs,
                                        ag.ready_to_update(t))
       action = np.asarray(action)
       next_obs, reward, terminated, _, obs_after = train_envs.step(action)
       transition = replay.Transition(obs, action, reward, next_obs, terminated)
+      has_transition = True
       obs = obs_after
-      if (t + 1) % lc.eval_every == 0 or t + 1 == lc.total_env_steps:
+      t += 1
+      if rate_t0 is None:  # measure speed after the first (compiling) step
+        rate_t0, rate_step0 = time.perf_counter(), t
+
+      if t % lc.eval_every == 0 or t == lc.total_env_steps:
         now = time.perf_counter()
-        sps = (t + 1 - step_last) / max(now - t_last, 1e-9)
+        sps = (t - step_last) / max(now - t_last, 1e-9)
         returns = eval_envs.run(
             lambda o: eval_act(state.policy_params, state.q_params, o))
-        record = EvalRecord(t + 1, returns, jax.tree.map(np.asarray, metrics), sps)
+        record = EvalRecord(t, returns, jax.tree.map(np.asarray, metrics), sps)
         history.append(record)
+        means = returns.mean(axis=1)
+        latest = (t, means)
+        if out is not None:
+          out.csv.append(out.rows(record, wall()))
+          out.plot()
         if on_eval is not None:
           on_eval(record)
-        t_last, step_last = time.perf_counter(), t + 1
+        _say(lc, f"eval @ {t}: " + _spread(means) + "  per member: " +
+             " ".join(f"{x:.1f}" for x in means))
+        t_last, step_last = time.perf_counter(), t
+
+      if out is not None and (t == lc.total_env_steps or signals.received or
+                              (lc.checkpoint_every and t % lc.checkpoint_every == 0)):
+        save_checkpoint()
+        if t < lc.total_env_steps:
+          out.summary(t, wall(), _rate(rate_t0, rate_step0, t), complete=False)
+      if signals.received:
+        raise Interrupted(signals.received, t, out is not None)
+
+      now = time.perf_counter()
+      if lc.log_every_s > 0 and now - log_last >= lc.log_every_s and t > rate_step0:
+        log_last = now
+        rate = _rate(rate_t0, rate_step0, t)
+        eta = (lc.total_env_steps - t) / rate if rate > 0 else float("inf")
+        ev = f"  last eval @ {latest[0]}: {_spread(latest[1])}" if latest else ""
+        _say(lc, f"step {t}/{lc.total_env_steps} ({100 * t / lc.total_env_steps:.0f}%)"
+                 f"  {rate:.0f} sps  eta {_fmt_time(eta)}  elapsed {_fmt_time(wall())}{ev}")
+
+    if out is not None:
+      rate = _rate(rate_t0, rate_step0, t)
+      s = out.summary(t, wall(), rate, complete=True)
+      out.plot()
+      _say(lc, f"done: {t} env steps per member in {_fmt_time(s['wall_time_s'])}; "
+               f"final return mean {_num(s['final_return_mean'])}; "
+               f"curves: {os.path.join(lc.run_dir, rundir.CURVES)}")
   finally:
+    signals.restore()
     train_envs.close()
     eval_envs.close()
+    if out is not None:
+      out.ckpt.close()
   return history
+
+
+def finalize(sac_config: agent_lib.SACConfig, loop_config: LoopConfig) -> dict:
+  """For a complete run: rewrites summary.json and curves.png from metrics.csv."""
+  lc = loop_config
+  obs_dim, act_dim = envs_lib.env_dims(lc.env_id)
+  ag = agent_lib.Agent(sac_config, obs_dim, act_dim)
+  hp = agent_lib.HParams.from_config(sac_config).stack(lc.num_members)
+  out = _Outputs(lc, hp, ag.metric_names())
+  try:
+    step = out.ckpt.latest_step() or 0
+    host = {}
+    if step:
+      host = out.ckpt.restore_host(step)
+    out.csv.reset_to(step)
+    wall = float(host.get("wall_time", 0.0))
+    rows = out.csv.read()
+    sps = float(np.mean([float(r["sps"]) for r in rows])) if rows else 0.0
+    s = out.summary(step, wall, sps, complete=step >= lc.total_env_steps)
+    out.plot()
+    return s
+  finally:
+    out.ckpt.close()
+
+
+def _num(x) -> str:
+  return "n/a" if x is None else f"{x:.1f}"
+
+
+def _rate(t0, step0, t) -> float:
+  if t0 is None:
+    return 0.0
+  return (t - step0) / max(time.perf_counter() - t0, 1e-9)
+
+
+def _spread(means: np.ndarray) -> str:
+  return (f"mean {np.mean(means):.1f} ± {np.std(means):.1f} "
+          f"[min {np.min(means):.1f}, max {np.max(means):.1f}] over {len(means)}")
+
+
+def _say(lc: LoopConfig, msg: str) -> None:
+  if lc.log_every_s > 0:
+    tag = lc.title or lc.env_id
+    print(f"[{tag}] {msg}", flush=True)

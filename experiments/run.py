@@ -1,0 +1,279 @@
+r"""Train SAC members on a gymnasium task: flags -> configs -> host loop.
+
+    python -m experiments.run --flagfile=experiments/flags/quickstart.flags
+    python -m experiments.run --flagfile=experiments/flags/hopper.flags --seed=10
+
+`--flagfile` may be given several times and flagfiles may include others; later flags
+override earlier ones. Outputs go to `--run_dir` (default runs/<env_id>-<timestamp>):
+flags.txt (a flagfile reproducing the run), metrics.csv, curves.png, summary.json and
+checkpoints/. Running the same command again with the same --run_dir resumes from the
+latest checkpoint (training episodes in flight at the kill restart), or says the run is
+complete. SIGINT/SIGTERM write a checkpoint and exit with status 128 + signal number.
+
+Bad input (unknown env, bad values, unwritable run dir, ...) is reported as one line on
+stderr with exit status 2 before any network or env is built.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import sys
+import warnings
+from typing import Any
+
+from absl import app
+from absl import flags
+from absl import logging
+
+FLAGS = flags.FLAGS
+
+# ---------------------------------------------------------------- flags
+flags.DEFINE_string("env_id", "InvertedPendulum-v5", "gymnasium env id (continuous Box "
+                    "actions, flat Box observations); 'module:Env-v0' imports module first")
+flags.DEFINE_integer("seed", 0, "base seed: member i uses seed + i (networks, env, eval)")
+flags.DEFINE_integer("num_seeds", 1, "members: independent runs trained together")
+flags.DEFINE_integer("total_env_steps", 100_000, "env steps per member")
+flags.DEFINE_integer("start_steps", 1000, "uniformly random actions for this many steps")
+flags.DEFINE_integer("num_components", 4, "K: Gaussian mixture components of the policy")
+flags.DEFINE_list("hidden_sizes", ["128", "128"], "hidden layer sizes of V, Q and policy")
+flags.DEFINE_string("activation", "relu", "hidden activation")
+flags.DEFINE_integer("batch_size", 128, "minibatch size")
+flags.DEFINE_integer("buffer_size", 1_000_000, "replay capacity per member (transitions)")
+flags.DEFINE_integer("grad_steps", 1, "G: gradient steps per env step")
+flags.DEFINE_float("lr", 3e-4, "Adam learning rate of all networks (and the temperature)")
+flags.DEFINE_float("gamma", 0.99, "discount, in [0, 1)")
+flags.DEFINE_float("tau", 0.01, "Polyak rate of the target V, in (0, 1]")
+flags.DEFINE_float("reward_scale", 1.0, "reward scale c (the inverse temperature), > 0")
+flags.DEFINE_float("alpha", 1.0, "temperature (initial value with --auto_alpha)")
+flags.DEFINE_bool("auto_alpha", False, "learn the temperature toward --target_entropy")
+flags.DEFINE_float("target_entropy", None, "target entropy for --auto_alpha "
+                   "(default -act_dim)")
+flags.DEFINE_enum("policy_gradient", "likelihood_ratio",
+                  ["likelihood_ratio", "reparameterized"],
+                  "policy gradient estimator (reparameterized needs K = 1)")
+flags.DEFINE_integer("num_q", 1, "Q networks: 1 (paper) or 2 (twin Q, min in the V target)")
+flags.DEFINE_float("reg", 1e-3, "policy regularization of means and log stds")
+flags.DEFINE_integer("eval_every", 1000, "env steps between deterministic evaluations")
+flags.DEFINE_integer("eval_episodes", 10, "episodes per evaluation and member")
+flags.DEFINE_integer("checkpoint_every", 10_000, "env steps between checkpoints "
+                     "(0: only at the end and on SIGINT/SIGTERM)")
+flags.DEFINE_integer("max_to_keep", 2, "checkpoints kept")
+flags.DEFINE_string("run_dir", None, "output directory (default runs/<env_id>-<timestamp>)")
+flags.DEFINE_bool("async_envs", False, "step the members' envs in subprocesses "
+                  "(gymnasium AsyncVectorEnv); worth it with many members")
+flags.DEFINE_float("log_every_s", 5.0, "seconds between progress lines (0: quiet)")
+
+# Flags a resumed run may change; every other flag must match the run directory's.
+RESUMABLE = ("total_env_steps", "checkpoint_every", "max_to_keep", "run_dir", "async_envs",
+             "log_every_s")
+# Flags that change array shapes or the graph (named as such in the refusal).
+SHAPE_CHANGING = ("env_id", "num_seeds", "num_components", "hidden_sizes", "activation",
+                  "batch_size", "buffer_size", "grad_steps", "policy_gradient", "num_q",
+                  "auto_alpha")
+RUN_FILE = "run.json"
+FLAGS_FILE = "flags.txt"
+
+
+class UsageError(ValueError):
+  """Bad input: reported as one line, exit status 2."""
+
+
+def our_flags() -> list[str]:
+  return [f.name for f in FLAGS.get_flags_for_module(sys.modules[__name__])]
+
+
+def flag_values() -> dict[str, Any]:
+  return {name: FLAGS[name].value for name in our_flags()}
+
+
+# ---------------------------------------------------------------- flags -> configs
+def _hidden_sizes(raw) -> tuple[int, ...]:
+  try:
+    sizes = tuple(int(h) for h in raw)
+  except ValueError:
+    sizes = ()
+  if not sizes or any(h < 1 for h in sizes):
+    raise UsageError(f"hidden_sizes={','.join(raw)!r}: must be comma-separated positive "
+                     "integers, e.g. 128,128")
+  return sizes
+
+
+def sac_config_from(v: dict):
+  from sac_jax import agent  # imports jax; after the cheap checks
+  return agent.SACConfig(
+      num_components=v["num_components"], hidden_sizes=_hidden_sizes(v["hidden_sizes"]),
+      activation=v["activation"], batch_size=v["batch_size"],
+      buffer_size=v["buffer_size"], grad_steps=v["grad_steps"],
+      start_steps=v["start_steps"], policy_gradient=v["policy_gradient"],
+      num_q=v["num_q"], auto_alpha=v["auto_alpha"], target_entropy=v["target_entropy"],
+      lr=v["lr"], gamma=v["gamma"], tau=v["tau"], reward_scale=v["reward_scale"],
+      alpha=v["alpha"], reg=v["reg"])
+
+
+def member_hparams(v: dict, sac_config):
+  """The per-member hyperparameters [M] and per-member CSV columns, from the flags.
+
+  This is the one place members are defined: today M = num_seeds members sharing the
+  flags' values. A sweep (`--sweep NAME=V1,V2`) plugs in here: members = grid x seeds,
+  `HParams.stack(M, name=[...])` with the grid values and a column per swept name.
+  """
+  from sac_jax import agent
+  m = v["num_seeds"]
+  hp = agent.HParams.from_config(sac_config).stack(m)
+  agent.validate_hparams(hp, auto_alpha=sac_config.auto_alpha)
+  return hp, None
+
+
+def default_run_dir(env_id: str) -> str:
+  stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+  return os.path.join("runs", re.sub(r"[^A-Za-z0-9_.-]+", "_", env_id) + "-" + stamp)
+
+
+def validate(v: dict):
+  """All checks, cheapest first; returns (sac_config, hparams, loop_config). No compute."""
+  def need(ok, msg):
+    if not ok:
+      raise UsageError(msg)
+  need(v["num_seeds"] >= 1, f"num_seeds={v['num_seeds']}: must be >= 1")
+  need(v["total_env_steps"] >= 1, f"total_env_steps={v['total_env_steps']}: must be >= 1")
+  need(v["start_steps"] >= 0, f"start_steps={v['start_steps']}: must be >= 0")
+  need(v["total_env_steps"] >= v["start_steps"],
+       f"total_env_steps={v['total_env_steps']} is below start_steps={v['start_steps']}: "
+       "the run would never leave the random-action phase")
+  need(v["num_components"] >= 1, f"num_components={v['num_components']}: K must be >= 1")
+  need(0 <= v["gamma"] < 1, f"gamma={v['gamma']:g}: must be in [0, 1)")
+  need(v["lr"] > 0, f"lr={v['lr']:g}: the learning rate must be > 0")
+  need(v["batch_size"] >= 1, f"batch_size={v['batch_size']}: must be >= 1")
+  need(v["buffer_size"] >= 1, f"buffer_size={v['buffer_size']}: must be >= 1")
+  need(v["batch_size"] <= v["buffer_size"],
+       f"batch_size={v['batch_size']} is larger than buffer_size={v['buffer_size']}: "
+       "the batch must fit in the replay buffer")
+  need(v["eval_every"] >= 1, f"eval_every={v['eval_every']}: must be >= 1")
+  need(v["eval_episodes"] >= 1, f"eval_episodes={v['eval_episodes']}: must be >= 1")
+  need(v["checkpoint_every"] >= 0,
+       f"checkpoint_every={v['checkpoint_every']}: must be >= 0 (0: only at the end)")
+  need(v["max_to_keep"] >= 1, f"max_to_keep={v['max_to_keep']}: must be >= 1")
+  _hidden_sizes(v["hidden_sizes"])
+
+  from sac_jax import envs, loop  # jax and gymnasium imports; still no compute
+  try:  # SACConfig's and HParams' own checks raise ValueError naming the value
+    sac_config = sac_config_from(v)
+    hparams, member_columns = member_hparams(v, sac_config)
+    envs.check_env_id(v["env_id"]).close()
+  except ValueError as e:
+    raise UsageError(str(e)) from None
+  lc = loop.LoopConfig(
+      env_id=v["env_id"], num_members=v["num_seeds"], seed=v["seed"],
+      total_env_steps=v["total_env_steps"], eval_every=v["eval_every"],
+      eval_episodes=v["eval_episodes"], async_envs=v["async_envs"], run_dir=v["run_dir"],
+      checkpoint_every=v["checkpoint_every"], max_to_keep=v["max_to_keep"],
+      log_every_s=v["log_every_s"],
+      title=_title(v),
+      member_columns=member_columns)
+  return sac_config, hparams, lc
+
+
+def _title(v: dict) -> str:
+  base = os.path.basename(os.path.normpath(v["run_dir"]))
+  return base if v["env_id"] in base else f"{v['env_id']} ({base})"
+
+
+# ---------------------------------------------------------------- run directory
+def flagfile_text(v: dict) -> str:
+  lines = ["# Reproduces this run: python -m experiments.run --flagfile=<this file>"]
+  for name in our_flags():
+    if v[name] is None:
+      continue  # left at its default (None), e.g. target_entropy
+    lines.append(FLAGS[name].serialize())
+  return "\n".join(lines) + "\n"
+
+
+def _jsonable(v: dict) -> dict:
+  return {k: (list(x) if isinstance(x, (list, tuple)) else x) for k, x in v.items()}
+
+
+def prepare_run_dir(v: dict) -> dict | None:
+  """Checks the run dir is writable and, if it holds a run, that the flags match.
+
+  Returns the saved flag values of an existing run (None for a new one).
+  """
+  from sac_jax import rundir
+  run_dir = v["run_dir"]
+  try:
+    rundir.check_writable(run_dir)
+  except OSError as e:
+    raise UsageError(f"run_dir={run_dir!r} is not writable: {e.strerror or e}") from None
+  path = os.path.join(run_dir, RUN_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    saved = json.load(f)
+  now = _jsonable(v)
+  diffs = [k for k in sorted(set(saved) | set(now))
+           if k not in RESUMABLE and saved.get(k) != now.get(k)]
+  if diffs:
+    shape = [k for k in diffs if k in SHAPE_CHANGING]
+    what = ", ".join(f"{k}={saved.get(k)!r} in the run vs {now.get(k)!r} now" for k in diffs)
+    kind = (f"shape-changing flag(s) {', '.join(shape)} differ" if shape
+            else "flags differ")
+    raise UsageError(
+        f"cannot resume {run_dir}: {kind} ({what}); rerun with "
+        f"--flagfile={os.path.join(run_dir, FLAGS_FILE)} to resume it, or choose a new "
+        "--run_dir")
+  return saved
+
+
+def write_run_files(v: dict) -> None:
+  from sac_jax import rundir
+  rundir.atomic_write(os.path.join(v["run_dir"], FLAGS_FILE), flagfile_text(v))
+  rundir.write_json(os.path.join(v["run_dir"], RUN_FILE), _jsonable(v))
+
+
+# ---------------------------------------------------------------- main
+def main(argv):
+  logging.set_verbosity(logging.WARNING)  # progress lines go to stdout; keep stderr quiet
+  # gymnasium warns when a float64 Box is cast to float32 (Pendulum): harmless noise.
+  warnings.filterwarnings("ignore", message=".*precision lowered by casting.*")
+  if len(argv) > 1:
+    raise UsageError(f"unexpected argument(s) {argv[1:]!r}; flags look like --name=value")
+  v = flag_values()
+  if v["run_dir"] is None:
+    v["run_dir"] = default_run_dir(v["env_id"])
+    FLAGS.run_dir = v["run_dir"]
+  sac_config, hparams, lc = validate(v)
+  saved = prepare_run_dir(v)
+
+  from sac_jax import loop
+  done = loop.completed_steps(v["run_dir"]) if saved is not None else 0
+  if saved is not None and done >= v["total_env_steps"]:
+    s = loop.finalize(sac_config, lc)
+    print(f"[{v['env_id']}] run in {v['run_dir']} is complete ({done} env steps per "
+          f"member; final return mean {loop._num(s['final_return_mean'])}); nothing to do. "
+          f"Curves: {os.path.join(v['run_dir'], 'curves.png')}", flush=True)
+    return 0
+  write_run_files(v)
+  print(f"[{v['env_id']}] {'resuming' if done else 'starting'} {v['num_seeds']} member(s), "
+        f"{v['total_env_steps']} env steps each, in {v['run_dir']} "
+        f"(curves: {os.path.join(v['run_dir'], 'curves.png')})", flush=True)
+  try:
+    loop.train(sac_config, lc, hparams)
+  except loop.Interrupted as e:
+    print(f"[{v['env_id']}] interrupted by {e.args[0]}: checkpoint written; rerun the same "
+          "command to resume", file=sys.stderr, flush=True)
+    return 128 + e.signum
+  return 0
+
+
+def _main(argv):
+  try:
+    return main(argv)
+  except UsageError as e:  # anything else (a bug) keeps its traceback
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    return 2
+
+
+if __name__ == "__main__":
+  app.run(_main)
