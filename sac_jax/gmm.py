@@ -27,7 +27,8 @@ _LOG_2 = math.log(2.0)
 
 
 def _check(logits: jax.Array, means: jax.Array, log_stds: jax.Array) -> None:
-  chex.assert_rank(means, log_stds.ndim)
+  # Batch dimensions broadcast (means and log_stds may differ in rank); the trailing
+  # [K, d] must agree, and K must match the logits.
   chex.assert_axis_dimension(means, -2, logits.shape[-1])
   chex.assert_equal_shape_suffix([means, log_stds], 2)
 

@@ -1,0 +1,210 @@
+"""Tests of sac_jax.networks: shapes, clipping, ensembles, and numpy forward passes.
+
+Forward passes are compared with a float64 numpy re-implementation that reads the flax params
+pytree; tolerance atol=1e-5, rtol=1e-5 (float32 matmuls of width <= 16 with O(1) values).
+"""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sac_jax import networks
+
+TOL = dict(atol=1e-5, rtol=1e-5)
+
+NP_ACTIVATIONS = {
+    "relu": lambda x: np.maximum(x, 0.0),
+    "tanh": np.tanh,
+    "elu": lambda x: np.where(x > 0.0, x, np.expm1(np.minimum(x, 0.0))),
+    "swish": lambda x: x / (1.0 + np.exp(-x)),
+}
+
+
+def f64(tree):
+  return jax.tree.map(lambda x: np.asarray(x, np.float64), tree)
+
+
+def np_dense(p, x):
+  return x @ p["kernel"] + p["bias"]
+
+
+def np_mlp(p, x, num_layers, act="relu"):
+  """act(... act(act(x W1 + b1) W2 + b2) ...) from the MLP's params."""
+  for i in range(num_layers):
+    x = NP_ACTIVATIONS[act](np_dense(p[f"Dense_{i}"], x))
+  return x
+
+
+# ----------------------------------------------------------------------------------------------
+# forward passes against numpy
+
+
+@pytest.mark.parametrize("act", sorted(NP_ACTIVATIONS))
+@pytest.mark.parametrize("hidden", [(8,), (8, 5), (16, 16, 4)])
+def test_mlp_matches_numpy_forward(hidden, act):
+  """MLP computes act(x W1 + b1) -> act(. W2 + b2) ... with the params pytree, no output layer."""
+  mlp = networks.MLP(hidden, act)
+  x = np.random.default_rng(0).normal(0, 2, (6, 3)).astype(np.float32)
+  params = mlp.init(jax.random.PRNGKey(0), x)
+  out = jax.jit(mlp.apply)(params, x)
+  chex.assert_shape(out, (6, hidden[-1]))
+  chex.assert_type(out, jnp.float32)
+  expected = np_mlp(f64(params["params"]), x.astype(np.float64), len(hidden), act)
+  chex.assert_trees_all_close(f64(out), expected, **TOL)
+
+
+def test_value_network_matches_numpy_forward():
+  """V(s) = Dense_1(relu MLP(s)), squeezed to [B]."""
+  v = networks.VNetwork((16, 8))
+  obs = np.random.default_rng(1).normal(size=(5, 4)).astype(np.float32)
+  params = v.init(jax.random.PRNGKey(1), obs)
+  p = f64(params["params"])
+  expected = np_dense(p["Dense_0"], np_mlp(p["MLP_0"], obs.astype(np.float64), 2))[:, 0]
+  chex.assert_trees_all_close(f64(jax.jit(v.apply)(params, obs)), expected, **TOL)
+
+
+def test_q_network_matches_numpy_forward():
+  """Each Q head is Dense_1(relu MLP([s, a])) with its own slice of the stacked params."""
+  q = networks.QNetwork((16, 8), num_q=2)
+  rng = np.random.default_rng(2)
+  obs = rng.normal(size=(5, 4)).astype(np.float32)
+  act = rng.uniform(-1, 1, (5, 2)).astype(np.float32)
+  params = q.init(jax.random.PRNGKey(2), obs, act)
+  out = jax.jit(q.apply)(params, obs, act)
+  chex.assert_shape(out, (2, 5))
+  (stacked,) = f64(params["params"]).values()
+  x = np.concatenate([obs, act], -1).astype(np.float64)
+  for h in range(2):
+    p = jax.tree.map(lambda leaf: leaf[h], stacked)
+    expected = np_dense(p["Dense_0"], np_mlp(p["MLP_0"], x, 2))[:, 0]
+    chex.assert_trees_all_close(f64(out[h]), expected, **TOL)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e6])
+def test_policy_matches_numpy_forward_with_clipping(scale):
+  """GMMPolicy: one Dense on the torso split as [logits | means (K, d) | log_stds (K, d)],
+  log_stds clipped to [LOG_STD_MIN, LOG_STD_MAX]."""
+  k, d = 3, 2
+  pol = networks.GMMPolicy(d, k, (16, 16))
+  obs = np.random.default_rng(3).normal(0, 1, (7, 4)).astype(np.float32)
+  params = pol.init(jax.random.PRNGKey(3), obs)
+  obs = (obs * scale).astype(np.float32)
+  out = jax.jit(pol.apply)(params, obs)
+  p = f64(params["params"])
+  raw = np_dense(p["Dense_0"], np_mlp(p["MLP_0"], obs.astype(np.float64), 2))
+  expected = (raw[:, :k], raw[:, k:k + k * d].reshape(7, k, d),
+              np.clip(raw[:, k + k * d:].reshape(7, k, d), networks.LOG_STD_MIN,
+                      networks.LOG_STD_MAX))
+  # Relative tolerance for the huge pre-activations of scale = 1e6.
+  chex.assert_trees_all_close(f64(tuple(out)), expected, atol=1e-5, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------------
+# shapes and contracts
+
+
+@pytest.mark.parametrize("batch", [(), (3,), (2, 5)])
+@pytest.mark.parametrize("k, d, hidden", [(1, 1, (8,)), (4, 3, (16, 8)), (2, 6, (32, 32)),
+                                          (4, 17, (8, 8, 8))])
+def test_policy_output_shapes(k, d, hidden, batch):
+  """GMMPolicy returns logits [..., K], means and log_stds [..., K, d], float32."""
+  pol = networks.GMMPolicy(d, k, hidden)
+  obs = jnp.ones(batch + (5,))
+  out = pol.apply(pol.init(jax.random.PRNGKey(0), obs), obs)
+  assert isinstance(out, networks.GMMOutput)
+  chex.assert_shape(out.logits, batch + (k,))
+  chex.assert_shape([out.means, out.log_stds], batch + (k, d))
+  chex.assert_type(tuple(out), jnp.float32)
+
+
+def test_policy_log_stds_stay_in_range_for_huge_inputs():
+  """log_stds lie in [LOG_STD_MIN, LOG_STD_MAX] for huge observations, both bounds reached."""
+  pol = networks.GMMPolicy(6, 4, (32, 32))
+  rng = np.random.default_rng(4)
+  obs = rng.normal(0, 1, (64, 10)).astype(np.float32)
+  params = pol.init(jax.random.PRNGKey(4), obs)
+  out = jax.jit(pol.apply)(params, obs * 1e8)
+  chex.assert_tree_all_finite(tuple(out))
+  ls = np.asarray(out.log_stds)
+  assert ls.min() >= networks.LOG_STD_MIN and ls.max() <= networks.LOG_STD_MAX
+  # The raw outputs are far outside the range, so the clip is what keeps them in.
+  assert np.any(ls == networks.LOG_STD_MIN) and np.any(ls == networks.LOG_STD_MAX)
+
+
+@pytest.mark.parametrize("num_q", [1, 2])
+@pytest.mark.parametrize("batch", [(7,), (2, 5)])
+def test_q_network_shape(num_q, batch):
+  """QNetwork returns [num_q, ...batch]."""
+  q = networks.QNetwork((8, 8), num_q=num_q)
+  obs, act = jnp.ones(batch + (4,)), jnp.ones(batch + (2,))
+  out = q.apply(q.init(jax.random.PRNGKey(0), obs, act), obs, act)
+  chex.assert_shape(out, (num_q,) + batch)
+  chex.assert_type(out, jnp.float32)
+
+
+def test_twin_q_heads_differ():
+  """With num_q = 2 the heads get independently initialized kernels and different outputs."""
+  q = networks.QNetwork((8, 8), num_q=2)
+  rng = np.random.default_rng(5)
+  obs = rng.normal(size=(6, 4)).astype(np.float32)
+  act = rng.uniform(-1, 1, (6, 2)).astype(np.float32)
+  params = q.init(jax.random.PRNGKey(5), obs, act)
+  kernels = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+             if "kernel" in jax.tree_util.keystr(path)]
+  assert len(kernels) == 3  # two hidden layers and the output layer
+  for leaf in jax.tree.leaves(params):
+    assert leaf.shape[0] == 2  # stacked heads
+  for leaf in kernels:
+    assert np.all(np.asarray(leaf[0]) != np.asarray(leaf[1]))
+  out = np.asarray(q.apply(params, obs, act))
+  assert np.all(out[0] != out[1])
+
+
+@pytest.mark.parametrize("batch", [(7,), (2, 5)])
+def test_value_network_shape(batch):
+  """VNetwork returns [...batch], float32."""
+  v = networks.VNetwork((8, 8))
+  obs = jnp.ones(batch + (4,))
+  out = v.apply(v.init(jax.random.PRNGKey(0), obs), obs)
+  chex.assert_shape(out, batch)
+  chex.assert_type(out, jnp.float32)
+
+
+def test_make_networks():
+  """make_networks configures the three modules and they init/apply with the right shapes."""
+  n = networks.make_networks(action_dim=3, num_components=2, hidden_sizes=[np.int64(16), 8],
+                             activation="tanh", num_q=2)
+  assert isinstance(n, networks.SACNetworks)
+  assert (n.policy.action_dim, n.policy.num_components) == (3, 2)
+  for module in n:
+    assert module.hidden_sizes == (16, 8)
+    assert all(type(h) is int for h in module.hidden_sizes)
+    assert module.activation == "tanh"
+  assert n.q.num_q == 2
+  keys = jax.random.split(jax.random.PRNGKey(0), 3)
+  obs, act = jnp.ones((4, 5)), jnp.ones((4, 3))
+  out = n.policy.apply(n.policy.init(keys[0], obs), obs)
+  chex.assert_shape([out.means, out.log_stds], (4, 2, 3))
+  chex.assert_shape(n.q.apply(n.q.init(keys[1], obs, act), obs, act), (2, 4))
+  chex.assert_shape(n.v.apply(n.v.init(keys[2], obs), obs), (4,))
+
+
+def test_make_networks_defaults_are_the_paper():
+  """Defaults: K = 4, two hidden layers of 128 ReLU units, one Q head."""
+  n = networks.make_networks(action_dim=2)
+  assert n.policy.num_components == 4
+  assert all(m.hidden_sizes == (128, 128) and m.activation == "relu" for m in n)
+  assert n.q.num_q == 1
+
+
+def test_bad_activation_raises_value_error_naming_it():
+  """An unknown activation name raises ValueError that names the bad value."""
+  with pytest.raises(ValueError, match="relux"):
+    networks.get_activation("relux")
+  n = networks.make_networks(action_dim=2, hidden_sizes=(4,), activation="relux")
+  with pytest.raises(ValueError, match="relux"):
+    n.v.init(jax.random.PRNGKey(0), jnp.ones((1, 3)))
