@@ -10,6 +10,16 @@ checkpoints/. Running the same command again with the same --run_dir resumes fro
 latest checkpoint (training episodes in flight at the kill restart), or says the run is
 complete. SIGINT/SIGTERM write a checkpoint and exit with status 128 + signal number.
 
+Sweeps of per-member hyperparameters run in the same process and the same vmapped state:
+
+    python -m experiments.run --env_id=Pendulum-v1 --sweep reward_scale=0.3,1,3,10 \
+        --sweep alpha=0,1 --num_seeds=4
+
+trains the 4 x 2 grid times 4 seeds = 32 members. Members are grid-major with seeds inner
+(member = setting_index * num_seeds + seed_index) and member seeds are seed + seed_index,
+so every setting sees the same seeds (common random numbers). Shape-changing settings (K,
+G, hidden sizes, batch size) cannot share a state: see experiments/sweep.py.
+
 Bad input (unknown env, bad values, unwritable run dir, ...) is reported as one line on
 stderr with exit status 2 before any network or env is built.
 """
@@ -65,10 +75,16 @@ flags.DEFINE_string("run_dir", None, "output directory (default runs/<env_id>-<t
 flags.DEFINE_bool("async_envs", False, "step the members' envs in subprocesses "
                   "(gymnasium AsyncVectorEnv); worth it with many members")
 flags.DEFINE_float("log_every_s", 5.0, "seconds between progress lines (0: quiet)")
+flags.DEFINE_multi_string("sweep", [], "NAME=V1,V2,...: train every value of a per-member "
+                          "hyperparameter (reward_scale, alpha, tau, gamma, reg, lr, "
+                          "lr_policy, lr_q, lr_v, lr_alpha) in one vmapped state; repeat "
+                          "for a grid; members = grid x num_seeds, seeds shared by settings")
+flags.DEFINE_integer("num_devices", 0, "devices the members are spread over (0: all local "
+                     "devices, 1: no sharding); must divide the member count")
 
 # Flags a resumed run may change; every other flag must match the run directory's.
 RESUMABLE = ("total_env_steps", "checkpoint_every", "max_to_keep", "run_dir", "async_envs",
-             "log_every_s")
+             "log_every_s", "num_devices")
 # Flags that change array shapes or the graph (named as such in the refusal).
 SHAPE_CHANGING = ("env_id", "num_seeds", "num_components", "hidden_sizes", "activation",
                   "batch_size", "buffer_size", "grad_steps", "policy_gradient", "num_q",
@@ -113,18 +129,106 @@ def sac_config_from(v: dict):
       alpha=v["alpha"], reg=v["reg"])
 
 
-def member_hparams(v: dict, sac_config):
-  """The per-member hyperparameters [M] and per-member CSV columns, from the flags.
+# --sweep names: HParams fields, plus `lr` for all four learning rates at once.
+LEARNING_RATES = ("lr_policy", "lr_q", "lr_v", "lr_alpha")
+SWEEPABLE = ("reward_scale", "alpha", "tau", "gamma", "reg", "lr") + LEARNING_RATES
+# Names a user may try that change shapes or the graph: pointed to experiments.sweep.
+SHAPE_ALIASES = {"K": "num_components", "G": "grad_steps", "hidden": "hidden_sizes"}
 
-  This is the one place members are defined: today M = num_seeds members sharing the
-  flags' values. A sweep (`--sweep NAME=V1,V2`) plugs in here: members = grid x seeds,
-  `HParams.stack(M, name=[...])` with the grid values and a column per swept name.
+
+def parse_sweeps(specs) -> list[tuple[str, list[float]]]:
+  """`--sweep` values -> [(name, values)] in the order given. Raises UsageError."""
+  out: list[tuple[str, list[float]]] = []
+  for spec in specs:
+    name, eq, raw = spec.partition("=")
+    name = name.strip()
+    if not eq or not name:
+      raise UsageError(f"--sweep {spec!r}: expected NAME=V1,V2,... e.g. "
+                       "--sweep reward_scale=1,3,10")
+    if name not in SWEEPABLE:
+      shaped = SHAPE_ALIASES.get(name, name)
+      if shaped in SHAPE_CHANGING or shaped in ("start_steps", "target_entropy"):
+        raise UsageError(
+            f"--sweep {name}: {shaped} is fixed per process (it changes array shapes or "
+            "the graph), so it cannot vary inside one vmapped state; run it as separate "
+            f"runs with: python -m experiments.sweep --grid {shaped}=V1,V2,... "
+            "(per-member names: " + ", ".join(SWEEPABLE) + ")")
+      raise UsageError(f"--sweep {name}: unknown hyperparameter; per-member names are "
+                       + ", ".join(SWEEPABLE))
+    items = [x.strip() for x in raw.split(",")]
+    if not raw.strip() or any(not x for x in items):
+      raise UsageError(f"--sweep {spec!r}: empty value list; give one or more values, "
+                       f"e.g. --sweep {name}=1,3,10")
+    values = []
+    for x in items:
+      try:
+        values.append(float(x))
+      except ValueError:
+        raise UsageError(f"--sweep {name}: cannot parse {x!r} as a number") from None
+    if len(set(values)) != len(values):
+      raise UsageError(f"--sweep {name}={raw}: a value is repeated")
+    covers = set(LEARNING_RATES) if name == "lr" else {name}
+    for prev, _ in out:
+      prev_covers = set(LEARNING_RATES) if prev == "lr" else {prev}
+      if covers & prev_covers:
+        raise UsageError(f"--sweep {name} overlaps --sweep {prev} (lr means all of "
+                         f"{', '.join(LEARNING_RATES)}); sweep each name once")
+    out.append((name, values))
+  return out
+
+
+def _fmt_value(x: float) -> str:
+  return f"{x:g}"
+
+
+def member_hparams(v: dict, sac_config):
+  """The per-member hyperparameters [M], per-member CSV columns and member seeds.
+
+  This is the one place members are defined. Without --sweep: M = num_seeds members
+  sharing the flags' values (columns None, seeds None: seed + i). With --sweep: the grid
+  of the swept values (first --sweep outermost) times num_seeds, grid-major with seeds
+  inner; member seeds are seed + seed_index, shared by all settings (common random
+  numbers); columns `setting` (e.g. "reward_scale=3,alpha=0"), `setting_index` and
+  `seed_index` per member.
   """
+  import itertools
   from sac_jax import agent
-  m = v["num_seeds"]
-  hp = agent.HParams.from_config(sac_config).stack(m)
+  s = v["num_seeds"]
+  sweeps = parse_sweeps(v.get("sweep") or [])
+  base = agent.HParams.from_config(sac_config)
+  if not sweeps:
+    hp = base.stack(s)
+    agent.validate_hparams(hp, auto_alpha=sac_config.auto_alpha)
+    return hp, None, None
+  for (n, vals) in sweeps:  # name the sweep in the refusal of a bad value
+    one = base.stack(len(vals), **{f: vals for f in (LEARNING_RATES if n == "lr" else (n,))})
+    try:
+      agent.validate_hparams(one, auto_alpha=sac_config.auto_alpha)
+    except ValueError as e:
+      raise ValueError(f"--sweep {n}: {e}") from None
+  grid = list(itertools.product(*(vals for _, vals in sweeps)))
+  m = len(grid) * s
+  overrides: dict[str, list[float]] = {}
+  columns, seeds = [], []
+  for g, point in enumerate(grid):
+    label = ",".join(f"{n}={_fmt_value(x)}" for (n, _), x in zip(sweeps, point))
+    for k in range(s):
+      columns.append(dict(setting=label, setting_index=g, seed_index=k))
+      seeds.append(v["seed"] + k)
+      for (n, _), x in zip(sweeps, point):
+        for field in (LEARNING_RATES if n == "lr" else (n,)):
+          overrides.setdefault(field, []).append(x)
+  hp = base.stack(m, **overrides)
   agent.validate_hparams(hp, auto_alpha=sac_config.auto_alpha)
-  return hp, None
+  return hp, tuple(columns), tuple(seeds)
+
+
+def num_members(v: dict) -> int:
+  """Members of the run: the sweep grid's size times num_seeds."""
+  n = v["num_seeds"]
+  for _, vals in parse_sweeps(v.get("sweep") or []):
+    n *= len(vals)
+  return n
 
 
 def default_run_dir(env_id: str) -> str:
@@ -156,23 +260,30 @@ def validate(v: dict):
   need(v["checkpoint_every"] >= 0,
        f"checkpoint_every={v['checkpoint_every']}: must be >= 0 (0: only at the end)")
   need(v["max_to_keep"] >= 1, f"max_to_keep={v['max_to_keep']}: must be >= 1")
+  need(v["num_devices"] >= 0, f"num_devices={v['num_devices']}: must be >= 0 (0: all)")
   _hidden_sizes(v["hidden_sizes"])
+  parse_sweeps(v.get("sweep") or [])
 
   from sac_jax import envs, loop  # jax and gymnasium imports; still no compute
   try:  # SACConfig's and HParams' own checks raise ValueError naming the value
     sac_config = sac_config_from(v)
-    hparams, member_columns = member_hparams(v, sac_config)
+    hparams, member_columns, member_seeds = member_hparams(v, sac_config)
     envs.check_env_id(v["env_id"]).close()
   except ValueError as e:
     raise UsageError(str(e)) from None
   lc = loop.LoopConfig(
-      env_id=v["env_id"], num_members=v["num_seeds"], seed=v["seed"],
+      env_id=v["env_id"], num_members=num_members(v), seed=v["seed"],
       total_env_steps=v["total_env_steps"], eval_every=v["eval_every"],
       eval_episodes=v["eval_episodes"], async_envs=v["async_envs"], run_dir=v["run_dir"],
       checkpoint_every=v["checkpoint_every"], max_to_keep=v["max_to_keep"],
       log_every_s=v["log_every_s"],
       title=_title(v),
-      member_columns=member_columns)
+      member_columns=member_columns, member_seeds=member_seeds,
+      num_devices=v["num_devices"])
+  try:
+    loop.devices_for(lc)
+  except ValueError as e:
+    raise UsageError(f"--num_devices={v['num_devices']}: {e}") from None
   return sac_config, hparams, lc
 
 
@@ -185,8 +296,8 @@ def _title(v: dict) -> str:
 def flagfile_text(v: dict) -> str:
   lines = ["# Reproduces this run: python -m experiments.run --flagfile=<this file>"]
   for name in our_flags():
-    if v[name] is None:
-      continue  # left at its default (None), e.g. target_entropy
+    if v[name] is None or v[name] == []:
+      continue  # left at its default (None, no --sweep)
     lines.append(FLAGS[name].serialize())
   return "\n".join(lines) + "\n"
 
@@ -255,8 +366,10 @@ def main(argv):
           f"Curves: {os.path.join(v['run_dir'], 'curves.png')}", flush=True)
     return 0
   write_run_files(v)
-  print(f"[{v['env_id']}] {'resuming' if done else 'starting'} {v['num_seeds']} member(s), "
-        f"{v['total_env_steps']} env steps each, in {v['run_dir']} "
+  grid = f" ({lc.num_members // v['num_seeds']} settings x {v['num_seeds']} seeds)" \
+      if lc.member_columns else ""
+  print(f"[{v['env_id']}] {'resuming' if done else 'starting'} {lc.num_members} "
+        f"member(s){grid}, {v['total_env_steps']} env steps each, in {v['run_dir']} "
         f"(curves: {os.path.join(v['run_dir'], 'curves.png')})", flush=True)
   try:
     loop.train(sac_config, lc, hparams)

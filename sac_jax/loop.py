@@ -13,6 +13,12 @@ optimizer states, replay buffers, PRNG keys, counters) and the last transition n
 stored come back exactly; the training episodes in flight at the kill restart from a fresh
 reset; metrics.csv is cut back to the checkpoint's env step, so no evaluation row is lost
 or doubled.
+
+Members may be a sweep (LoopConfig.member_columns with a `setting` column, member_seeds
+shared across settings): metrics.csv then carries the labels, curves.png draws one curve per
+setting and summary.json ranks the settings. With more than one local device
+(LoopConfig.num_devices, default all) the stacked state and every per-step input are placed
+with the member axis sharded over a 1-D mesh (sac_jax.parallel); the jitted step follows.
 """
 
 from __future__ import annotations
@@ -51,7 +57,23 @@ class LoopConfig:
   log_every_s: float = 5.0         # progress line period; <= 0: no progress lines
   title: str = ""                  # for the plot and progress lines
   # Extra per-member columns for metrics.csv (e.g. a sweep's labels): one dict per member.
+  # A "setting" column groups members: curves.png draws one curve per setting (mean over
+  # its members) and summary.json ranks the settings.
   member_columns: tuple[dict, ...] | None = None
+  # Member i's seed (PRNG key, training env); None: seed + i. A sweep gives every setting
+  # the same seeds, seed + seed_index (common random numbers).
+  member_seeds: tuple[int, ...] | None = None
+  # Devices the member axis is spread over (sac_jax.parallel): 0 = all local devices,
+  # 1 = no sharding. The member count must be a multiple of it.
+  num_devices: int = 0
+
+  def seeds(self) -> list[int]:
+    if self.member_seeds is None:
+      return [self.seed + i for i in range(self.num_members)]
+    if len(self.member_seeds) != self.num_members:
+      raise ValueError(f"member_seeds has {len(self.member_seeds)} entries for "
+                       f"{self.num_members} members")
+    return [int(x) for x in self.member_seeds]
 
 
 class EvalRecord(NamedTuple):
@@ -72,6 +94,28 @@ class Interrupted(Exception):
 def member_keys(seed: int, num_members: int) -> jax.Array:
   """Member i's PRNG key comes from seed + i (as does its training env's seed)."""
   return jax.vmap(jax.random.PRNGKey)(np.arange(num_members) + seed)
+
+
+def seed_keys(seeds: Sequence[int]) -> jax.Array:
+  """One PRNG key per member seed (equal seeds give equal keys)."""
+  return jax.vmap(jax.random.PRNGKey)(np.asarray(seeds))
+
+
+def _resume_seeds(lc: LoopConfig, env_step: int) -> list[int]:
+  """Training-env seeds after a resume; members sharing a seed share these too."""
+  idx = [s - lc.seed for s in lc.seeds()]
+  if min(idx) < 0:  # seeds not of the form seed + index: derive from each seed alone
+    return [envs_lib.resume_seeds(s, 1, env_step)[0] for s in lc.seeds()]
+  table = envs_lib.resume_seeds(lc.seed, max(idx) + 1, env_step)
+  return [table[i] for i in idx]
+
+
+def devices_for(lc: LoopConfig) -> list:
+  """The devices the members are spread over; raises ValueError if they do not divide."""
+  from sac_jax import parallel
+  devs = parallel.local_devices(lc.num_devices)
+  parallel.check_divisible(lc.num_members, len(devs))
+  return devs
 
 
 def completed_steps(run_dir: str) -> int:
@@ -132,6 +176,7 @@ class _Outputs:
 
   def __init__(self, lc: LoopConfig, hparams: agent_lib.HParams, metric_names: list[str]):
     self.lc = lc
+    self.seeds = lc.seeds()
     self.dir = lc.run_dir
     os.makedirs(self.dir, exist_ok=True)
     # float32 values printed with float32's precision (0.01, not 0.009999999776).
@@ -148,7 +193,7 @@ class _Outputs:
     out = []
     for i in range(self.lc.num_members):
       r = record.returns[i]
-      row = dict(env_step=record.env_step, member=i, seed=self.lc.seed + i,
+      row = dict(env_step=record.env_step, member=i, seed=self.seeds[i],
                  eval_return=float(r.mean()), eval_return_std=float(r.std()),
                  eval_return_min=float(r.min()), eval_return_max=float(r.max()),
                  eval_episodes=len(r), sps=round(record.sps, 2),
@@ -167,7 +212,7 @@ class _Outputs:
     except ImportError:  # the library installed without experiments/
       return
     labels = None
-    if self.lc.member_columns:
+    if self.lc.member_columns and "setting" not in self.lc.member_columns[0]:
       labels = [f"{i}: " + ", ".join(f"{k}={v}" for k, v in c.items())
                 for i, c in enumerate(self.lc.member_columns)]
     plot_lib.plot_curves(self.csv.path, os.path.join(self.dir, rundir.CURVES),
@@ -181,7 +226,7 @@ class _Outputs:
               if int(r["member"]) == i]
       final = mine[-1] if mine else (None, None)
       best = max(mine, key=lambda x: x[1]) if mine else (None, None)
-      entry = dict(member=i, seed=self.lc.seed + i, final_return=final[1],
+      entry = dict(member=i, seed=self.seeds[i], final_return=final[1],
                    final_env_step=final[0], best_return=best[1], best_env_step=best[0])
       if self.lc.member_columns:
         entry.update(self.lc.member_columns[i])
@@ -195,8 +240,37 @@ class _Outputs:
         final_return_min=float(np.min(finals)) if finals else None,
         final_return_max=float(np.max(finals)) if finals else None,
         members=per_member)
+    if self.lc.member_columns and "setting" in self.lc.member_columns[0]:
+      summary["settings"] = rank_settings(per_member)
     rundir.write_json(os.path.join(self.dir, rundir.SUMMARY), summary)
     return summary
+
+
+def rank_settings(per_member: Sequence[dict]) -> list[dict]:
+  """Settings ranked by their mean final return over seeds (best first).
+
+  Each entry: rank, setting, the members and seeds in it, mean/std/min/max of their final
+  returns, and the mean of their best returns. Settings without a return yet go last.
+  """
+  groups: dict[str, list[dict]] = {}
+  for m in per_member:
+    groups.setdefault(m["setting"], []).append(m)
+  out = []
+  for name, ms in groups.items():
+    finals = [m["final_return"] for m in ms if m["final_return"] is not None]
+    bests = [m["best_return"] for m in ms if m["best_return"] is not None]
+    out.append(dict(
+        setting=name, members=[m["member"] for m in ms], seeds=[m["seed"] for m in ms],
+        final_return_mean=float(np.mean(finals)) if finals else None,
+        final_return_std=float(np.std(finals)) if finals else None,
+        final_return_min=float(np.min(finals)) if finals else None,
+        final_return_max=float(np.max(finals)) if finals else None,
+        best_return_mean=float(np.mean(bests)) if bests else None))
+  out.sort(key=lambda e: (e["final_return_mean"] is None,
+                          -(e["final_return_mean"] or 0.0)))
+  for r, e in enumerate(out, 1):
+    e["rank"] = r
+  return out
 
 
 def train(sac_config: agent_lib.SACConfig, loop_config: LoopConfig,
@@ -210,8 +284,16 @@ def train(sac_config: agent_lib.SACConfig, loop_config: LoopConfig,
   lc = loop_config
   obs_dim, act_dim = envs_lib.env_dims(lc.env_id)
   ag = agent_lib.Agent(sac_config, obs_dim, act_dim)
-  state = ag.init_members(member_keys(lc.seed, lc.num_members), hparams)
+  devices = devices_for(lc)
+  state = ag.init_members(seed_keys(lc.seeds()), hparams)
   transition = agent_lib.empty_transition(lc.num_members, obs_dim, act_dim)
+  if len(devices) > 1:  # jit follows its inputs: sharded state in, sharded state out
+    from sac_jax import parallel
+    sharding = parallel.member_sharding(parallel.member_mesh(lc.num_members, devices))
+    put = lambda x: jax.device_put(x, sharding)
+    state = put(state)
+  else:
+    put = lambda x: x
   has_transition = False
   start, eval_calls, wall_before = 0, 0, 0.0
 
@@ -257,10 +339,9 @@ def train(sac_config: agent_lib.SACConfig, loop_config: LoopConfig,
                        has_pending=has_transition, env_step=t))
 
   try:
-    obs = train_envs.reset(envs_lib.resume_seeds(lc.seed, lc.num_members, start)
-                           if start else None)
+    obs = train_envs.reset(_resume_seeds(lc, start) if start else lc.seeds())
     while t < lc.total_env_steps:
-      state, action, metrics = step_fn(state, transition, has_transition, obs,
+      state, action, metrics = step_fn(state, put(transition), has_transition, put(obs),
                                        ag.ready_to_update(t))
       action = np.asarray(action)
       next_obs, reward, terminated, _, obs_after = train_envs.step(action)
@@ -275,7 +356,7 @@ def train(sac_config: agent_lib.SACConfig, loop_config: LoopConfig,
         now = time.perf_counter()
         sps = (t - step_last) / max(now - t_last, 1e-9)
         returns = eval_envs.run(
-            lambda o: eval_act(state.policy_params, state.q_params, o))
+            lambda o: eval_act(state.policy_params, state.q_params, put(o)))
         record = EvalRecord(t, returns, jax.tree.map(np.asarray, metrics), sps)
         history.append(record)
         means = returns.mean(axis=1)
