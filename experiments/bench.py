@@ -62,7 +62,16 @@ CONFIGS = {
 
 
 def _peak_rss_gb() -> float:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KB on Linux
+  """This process's peak resident memory. VmHWM resets at exec; ru_maxrss does not (a
+  case's subprocess would report its parent's peak), so it is only the fallback."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1]) / 1e6  # kB
+  except OSError:
+    pass
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
 def cpu_peak_gflops() -> float:

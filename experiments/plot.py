@@ -71,9 +71,7 @@ def plot_groups(groups: dict[str, tuple[np.ndarray, np.ndarray]], out_path: str,
     if groups:
       colors = plt.cm.tab10(np.arange(len(groups)) % 10)
       for (label, (steps, mat)), c in zip(groups.items(), colors):
-        with np.errstate(all="ignore"):
-          mean = np.nanmean(mat, axis=0)
-          lo, hi = np.nanmin(mat, axis=0), np.nanmax(mat, axis=0)
+        mean, lo, hi = _band(mat)
         ax.fill_between(steps, lo, hi, color=c, alpha=0.15, lw=0)
         final = f", final {mean[-1]:.1f}" if len(mean) else ""
         ax.plot(steps, mean, color=c, lw=2.0, marker="o" if len(steps) < 12 else None,
@@ -81,15 +79,7 @@ def plot_groups(groups: dict[str, tuple[np.ndarray, np.ndarray]], out_path: str,
                             f"{final})")
       ax.legend(fontsize=7, loc="best", ncol=2 if len(groups) > 6 else 1,
                 title="mean over seeds, band: min-max", title_fontsize=7)
-    else:
-      ax.text(0.5, 0.5, "no evaluation yet", ha="center", va="center",
-              transform=ax.transAxes)
-    ax.set_xlabel("env steps (per member)")
-    ax.set_ylabel("evaluation return (deterministic)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    _save(fig, out_path)
+    _finish(fig, ax, title, out_path)
   finally:
     plt.close(fig)
 
@@ -112,23 +102,32 @@ def plot_curves(csv_path: str, out_path: str, title: str = "",
       for (m, y), c in zip(curves.items(), colors):
         label = labels[m] if labels is not None and m < len(labels) else f"member {m}"
         ax.plot(steps, y, lw=0.8, alpha=0.7, color=c, label=label)
-      with np.errstate(all="ignore"):
-        mean = np.nanmean(mat, axis=0)
-        lo, hi = np.nanmin(mat, axis=0), np.nanmax(mat, axis=0)
+      mean, lo, hi = _band(mat)
       ax.fill_between(steps, lo, hi, color="k", alpha=0.12, lw=0, label="min-max")
       ax.plot(steps, mean, color="k", lw=2.2, label=f"mean over {len(curves)}")
       ax.legend(fontsize=7, loc="best", ncol=2 if len(curves) > 6 else 1)
-    else:
-      ax.text(0.5, 0.5, "no evaluation yet", ha="center", va="center",
-              transform=ax.transAxes)
-    ax.set_xlabel("env steps (per member)")
-    ax.set_ylabel("evaluation return (deterministic)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    _save(fig, out_path)
+    _finish(fig, ax, title, out_path)
   finally:
     plt.close(fig)
+
+
+def _band(mat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Mean, min and max over members (axis 0), ignoring missing evaluations (NaN)."""
+  with np.errstate(all="ignore"):
+    return np.nanmean(mat, axis=0), np.nanmin(mat, axis=0), np.nanmax(mat, axis=0)
+
+
+def _finish(fig, ax, title: str, out_path: str) -> None:
+  """Labels, title, grid, the empty-plot notice, then an atomic save."""
+  if not ax.lines:
+    ax.text(0.5, 0.5, "no evaluation yet", ha="center", va="center",
+            transform=ax.transAxes)
+  ax.set_xlabel("env steps (per member)")
+  ax.set_ylabel("evaluation return (deterministic)")
+  ax.set_title(title, fontsize=9)
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  _save(fig, out_path)
 
 
 def _save(fig, out_path: str) -> None:

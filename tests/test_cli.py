@@ -1,7 +1,6 @@
 """The real CLI (`python -m experiments.run`) end to end with a tiny budget, and every bad
 input: one clear line naming the value, a non-zero exit, no traceback, no compute."""
 
-import csv
 import json
 import os
 import subprocess
@@ -9,21 +8,17 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from cli_util import ROOT, cli, read_rows
+
+
+def run_cli(*args, timeout=300):
+  return cli("experiments.run", *args, timeout=timeout)
+
+
 # Two members, tiny networks: the point is the plumbing, not learning.
 TINY = ["--env_id=Pendulum-v1", "--num_seeds=2", "--seed=3", "--start_steps=100",
         "--num_components=2", "--hidden_sizes=16,16", "--batch_size=16",
         "--buffer_size=1000", "--eval_episodes=2", "--log_every_s=1"]
-
-
-def run_cli(*args, timeout=300):
-  return subprocess.run([sys.executable, "-m", "experiments.run", *args], cwd=ROOT,
-                        capture_output=True, text=True, timeout=timeout)
-
-
-def read_rows(run_dir):
-  with open(os.path.join(run_dir, "metrics.csv"), newline="") as f:
-    return list(csv.DictReader(f))
 
 
 @pytest.fixture(scope="module")

@@ -1,26 +1,18 @@
 """Kill and resume the real CLI: SIGKILL at an arbitrary moment loses and doubles no
 evaluation row; SIGTERM writes a checkpoint and exits cleanly."""
 
-import csv
 import os
 import signal
 import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from cli_util import ROOT, read_rows
+
 TINY = ["--env_id=Pendulum-v1", "--num_seeds=2", "--seed=3", "--start_steps=100",
         "--num_components=2", "--hidden_sizes=16,16", "--batch_size=16",
         "--buffer_size=1000", "--eval_episodes=2", "--log_every_s=1"]
 CMD = [sys.executable, "-m", "experiments.run"]
-
-
-def read_rows(run_dir):
-  path = os.path.join(run_dir, "metrics.csv")
-  if not os.path.exists(path):
-    return []
-  with open(path, newline="") as f:
-    return list(csv.DictReader(f))
 
 
 def checkpoints(run_dir):

@@ -2,7 +2,6 @@
 its labelled rows, curves and ranking, refusal of bad specs and of a changed sweep on
 resume; `experiments.sweep --grid` (shape-changing settings as separate runs)."""
 
-import csv
 import json
 import os
 import subprocess
@@ -10,22 +9,12 @@ import sys
 
 import pytest
 
+from cli_util import ROOT, cli, read_rows
 from experiments import plot, run, sweep
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--env_id=Pendulum-v1", "--seed=3", "--start_steps=100", "--num_components=2",
         "--hidden_sizes=16,16", "--batch_size=16", "--buffer_size=1000",
         "--eval_episodes=2", "--log_every_s=0"]
-
-
-def cli(module, *args, timeout=300):
-  return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT,
-                        capture_output=True, text=True, timeout=timeout)
-
-
-def read_rows(run_dir):
-  with open(os.path.join(run_dir, "metrics.csv"), newline="") as f:
-    return list(csv.DictReader(f))
 
 
 @pytest.fixture(scope="module")
