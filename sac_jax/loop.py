@@ -91,11 +91,6 @@ class Interrupted(Exception):
     super().__init__(f"{signal.Signals(signum).name} at env step {env_step}")
 
 
-def member_keys(seed: int, num_members: int) -> jax.Array:
-  """Member i's PRNG key comes from seed + i (as does its training env's seed)."""
-  return jax.vmap(jax.random.PRNGKey)(np.arange(num_members) + seed)
-
-
 def seed_keys(seeds: Sequence[int]) -> jax.Array:
   """One PRNG key per member seed (equal seeds give equal keys)."""
   return jax.vmap(jax.random.PRNGKey)(np.asarray(seeds))
