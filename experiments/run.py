@@ -79,12 +79,20 @@ flags.DEFINE_multi_string("sweep", [], "NAME=V1,V2,...: train every value of a p
                           "hyperparameter (reward_scale, alpha, tau, gamma, reg, lr, "
                           "lr_policy, lr_q, lr_v, lr_alpha) in one vmapped state; repeat "
                           "for a grid; members = grid x num_seeds, seeds shared by settings")
-flags.DEFINE_integer("num_devices", 0, "devices the members are spread over (0: all local "
+flags.DEFINE_integer("num_devices", 0, "devices the members are spread over (0: all "
                      "devices, 1: no sharding); must divide the member count")
+flags.DEFINE_string("coordinator_address", None, "several processes (hosts): HOST:PORT of "
+                    "process 0 for jax.distributed.initialize, or 'auto' on a cluster JAX "
+                    "detects (SLURM, Open MPI, ...); every process runs the same command")
+flags.DEFINE_integer("num_processes", None, "several processes: how many (with "
+                     "--coordinator_address=HOST:PORT)")
+flags.DEFINE_integer("process_id", None, "several processes: this one's index in "
+                     "[0, num_processes) (with --coordinator_address=HOST:PORT)")
 
 # Flags a resumed run may change; every other flag must match the run directory's.
 RESUMABLE = ("total_env_steps", "checkpoint_every", "max_to_keep", "run_dir", "async_envs",
-             "log_every_s", "num_devices")
+             "log_every_s", "num_devices", "coordinator_address", "num_processes",
+             "process_id")
 # Flags that change array shapes or the graph (named as such in the refusal).
 SHAPE_CHANGING = ("env_id", "num_seeds", "num_components", "hidden_sizes", "activation",
                   "batch_size", "buffer_size", "grad_steps", "policy_gradient", "num_q",
@@ -263,6 +271,12 @@ def validate(v: dict):
   need(v["num_devices"] >= 0, f"num_devices={v['num_devices']}: must be >= 0 (0: all)")
   _hidden_sizes(v["hidden_sizes"])
   parse_sweeps(v.get("sweep") or [])
+  from sac_jax import parallel  # imports jax; initializes nothing
+  try:
+    parallel.check_distributed_flags(v["coordinator_address"], v["num_processes"],
+                                     v["process_id"])
+  except ValueError as e:
+    raise UsageError(str(e)) from None
 
   from sac_jax import envs, loop  # jax and gymnasium imports; still no compute
   try:  # SACConfig's and HParams' own checks raise ValueError naming the value
@@ -280,11 +294,16 @@ def validate(v: dict):
       title=_title(v),
       member_columns=member_columns, member_seeds=member_seeds,
       num_devices=v["num_devices"])
+  return sac_config, hparams, lc
+
+
+def check_devices(v: dict, lc) -> None:
+  """The members fit the devices (after jax.distributed.initialize, which must come first)."""
+  from sac_jax import loop
   try:
     loop.devices_for(lc)
   except ValueError as e:
     raise UsageError(f"--num_devices={v['num_devices']}: {e}") from None
-  return sac_config, hparams, lc
 
 
 def _title(v: dict) -> str:
@@ -352,25 +371,42 @@ def main(argv):
     raise UsageError(f"unexpected argument(s) {argv[1:]!r}; flags look like --name=value")
   v = flag_values()
   if v["run_dir"] is None:
+    if v["coordinator_address"]:
+      raise UsageError("--coordinator_address given without --run_dir: every process "
+                       "must write to the same run directory (on a filesystem they all "
+                       "see), so name it")
     v["run_dir"] = default_run_dir(v["env_id"])
     FLAGS.run_dir = v["run_dir"]
   sac_config, hparams, lc = validate(v)
-  saved = prepare_run_dir(v)
 
-  from sac_jax import loop
-  done = loop.completed_steps(v["run_dir"]) if saved is not None else 0
-  if saved is not None and done >= v["total_env_steps"]:
+  import jax
+  from sac_jax import loop, parallel
+  parallel.initialize_distributed(v["coordinator_address"], v["num_processes"],
+                                  v["process_id"])
+  check_devices(v, lc)
+  primary = jax.process_index() == 0
+  prepare_run_dir(v)
+  done = loop.completed_steps(v["run_dir"])
+  # Every process has read the run directory before process 0 writes to it.
+  parallel.barrier("sac_jax.run.prepared")
+  if done >= v["total_env_steps"]:
     s = loop.finalize(sac_config, lc)
-    print(f"[{v['env_id']}] run in {v['run_dir']} is complete ({done} env steps per "
-          f"member; final return mean {loop._num(s['final_return_mean'])}); nothing to do. "
-          f"Curves: {os.path.join(v['run_dir'], 'curves.png')}", flush=True)
+    if primary:
+      print(f"[{v['env_id']}] run in {v['run_dir']} is complete ({done} env steps per "
+            f"member; final return mean {loop._num(s['final_return_mean'])}); nothing to "
+            f"do. Curves: {os.path.join(v['run_dir'], 'curves.png')}", flush=True)
     return 0
-  write_run_files(v)
+  if primary:
+    write_run_files(v)
   grid = f" ({lc.num_members // v['num_seeds']} settings x {v['num_seeds']} seeds)" \
       if lc.member_columns else ""
-  print(f"[{v['env_id']}] {'resuming' if done else 'starting'} {lc.num_members} "
-        f"member(s){grid}, {v['total_env_steps']} env steps each, in {v['run_dir']} "
-        f"(curves: {os.path.join(v['run_dir'], 'curves.png')})", flush=True)
+  where = (f" on {jax.process_count()} processes and {len(loop.devices_for(lc))} devices"
+           if jax.process_count() > 1 else "")
+  if primary:
+    print(f"[{v['env_id']}] {'resuming' if done else 'starting'} {lc.num_members} "
+          f"member(s){grid}{where}, {v['total_env_steps']} env steps each, in "
+          f"{v['run_dir']} (curves: {os.path.join(v['run_dir'], 'curves.png')})",
+          flush=True)
   try:
     loop.train(sac_config, lc, hparams)
   except loop.Interrupted as e:

@@ -194,12 +194,21 @@ class Agent:
         env_steps=jnp.zeros((), jnp.int32),
         grad_steps=jnp.zeros((), jnp.int32))
 
-  def init_members(self, keys: jax.Array, hparams: HParams | None = None) -> TrainState:
-    """Stacked state for M members: keys [M], hparams leaves [M] (default: the config's)."""
+  def init_members(self, keys: jax.Array, hparams: HParams | None = None,
+                   sharding: jax.sharding.Sharding | None = None) -> TrainState:
+    """Stacked state for M members: keys [M], hparams leaves [M] (default: the config's).
+
+    With `sharding` (the member axis over a mesh, sac_jax.parallel) every leaf is created
+    already spread: no device ever holds all M replay buffers, and with several processes
+    each creates only its own members' shards (keys and hparams must then be equal on
+    every process).
+    """
     m = keys.shape[0]
     h = hparams if hparams is not None else HParams.from_config(self.config).stack(m)
     validate_hparams(h, auto_alpha=self.config.auto_alpha)
-    return jax.jit(jax.vmap(self.init))(keys, HParams(*(jnp.asarray(x) for x in h)))
+    kw = {} if sharding is None else dict(out_shardings=sharding)
+    return jax.jit(jax.vmap(self.init), **kw)(
+        np.asarray(keys), HParams(*(np.asarray(x, np.float32) for x in h)))
 
   # ---------------------------------------------------------------- pieces
   def alpha(self, state: TrainState) -> jax.Array:

@@ -6,11 +6,13 @@ not. Training envs autoreset in gymnasium's SAME_STEP mode, so the observation r
 the end of an episode is already the next episode's first; the true final observation
 (the bootstrap target of a truncated step) comes from `info["final_obs"]`.
 
-Seeding: member i's training env is seeded with `seed + i` at the first reset (a resumed
-run reseeds with `resume_seeds`, since the episodes in flight at a kill restart), its
-evaluation envs with `seed + EVAL_SEED_OFFSET + (c * M + i) * n + j` for episode slot j of
-the c-th evaluation, so every evaluation sees fresh start states and a resumed run sees the
-same ones as an uninterrupted run.
+Seeding is by member seed, never by member index, so members with the same seed (the seeds
+of a sweep's settings) see the same starts: a training env is seeded with its member's seed
+at the first reset (a resumed run reseeds with `resume_seeds`, since the episodes in flight
+at a kill restart), and episode slot j of the c-th evaluation of a member with seed s with
+`eval_seed(s, c, j)`, so every evaluation sees fresh start states, a resumed run sees the
+same ones as an uninterrupted run, and a process that owns only some members (several
+hosts) seeds them exactly as a single process would.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Sequence
 import gymnasium as gym
 import numpy as np
 
-EVAL_SEED_OFFSET = 1_000_003
+EVAL_SEED_TAG = 1_000_003  # keeps evaluation seeds apart from training seeds
 
 
 class EnvSpecError(ValueError):
@@ -76,6 +78,12 @@ def resume_seeds(seed: int, num_members: int, env_step: int) -> list[int]:
           for i in range(num_members)]
 
 
+def eval_seed(member_seed: int, call: int, slot: int) -> int:
+  """Seed of episode slot `slot` in evaluation number `call` of a member seeded `member_seed`."""
+  return int(np.random.SeedSequence([EVAL_SEED_TAG, int(member_seed), int(call), int(slot)]
+                                    ).generate_state(1)[0])
+
+
 def _make(env_id: str):
   def thunk():
     return gym.wrappers.RescaleAction(gym.make(env_id), -1.0, 1.0)
@@ -127,19 +135,19 @@ class EvalEnvs:
   for all members and episodes and returns the undiscounted returns [M, n].
   """
 
-  def __init__(self, env_id: str, num_members: int, episodes: int, seed: int,
+  def __init__(self, env_id: str, member_seeds: Sequence[int], episodes: int,
                calls: int = 0):
-    self.m, self.n = num_members, episodes
-    self.envs = [_make(env_id)() for _ in range(num_members * episodes)]
-    self.seed = seed
+    self.seeds = [int(s) for s in member_seeds]
+    self.m, self.n = len(self.seeds), episodes
+    self.envs = [_make(env_id)() for _ in range(self.m * episodes)]
     self.calls = calls  # evaluations so far (host state a checkpoint keeps)
 
   def run(self, policy) -> np.ndarray:
     m, n = self.m, self.n
     # Each evaluation uses fresh start states: the seed advances with every call.
-    base = self.seed + EVAL_SEED_OFFSET + self.calls * m * n
+    seeds = [eval_seed(s, self.calls, j) for s in self.seeds for j in range(n)]
     self.calls += 1
-    obs = np.stack([e.reset(seed=base + i)[0] for i, e in enumerate(self.envs)])
+    obs = np.stack([e.reset(seed=sd)[0] for sd, e in zip(seeds, self.envs)])
     obs = obs.astype(np.float32)
     returns = np.zeros(m * n, np.float64)
     active = np.ones(m * n, bool)

@@ -19,6 +19,17 @@ shared across settings): metrics.csv then carries the labels, curves.png draws o
 setting and summary.json ranks the settings. With more than one local device
 (LoopConfig.num_devices, default all) the stacked state and every per-step input are placed
 with the member axis sharded over a 1-D mesh (sac_jax.parallel); the jitted step follows.
+
+Several processes (after `jax.distributed.initialize`, see sac_jax.parallel): the mesh spans
+all processes' devices and every process runs this same loop in lockstep over the same
+global state, but steps only the envs of its own block of members (`Placement.members`),
+feeds them as process-local data, and evaluates only them. Each process appends its
+members' rows to its own file `processes/metrics.<p>.csv`; at every evaluation the
+processes meet (an allgather of the evaluation means), process 0 merges the files into
+metrics.csv and draws curves.png, and they meet again before going on. Checkpoints are
+orbax's multi-process ones (each process writes its shards; the run directory must be on
+a filesystem all processes see). SIGINT/SIGTERM is agreed on every `SIGNAL_SYNC_EVERY` env
+steps, so all processes checkpoint at the same step.
 """
 
 from __future__ import annotations
@@ -38,8 +49,13 @@ import numpy as np
 from sac_jax import agent as agent_lib
 from sac_jax import checkpoint as checkpoint_lib
 from sac_jax import envs as envs_lib
+from sac_jax import parallel
 from sac_jax import replay
 from sac_jax import rundir
+
+# With several processes, a SIGINT/SIGTERM received by any of them is acted on by all at
+# the next env step that is a multiple of this (a tiny allgather; with one process, at once).
+SIGNAL_SYNC_EVERY = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,8 +79,9 @@ class LoopConfig:
   # Member i's seed (PRNG key, training env); None: seed + i. A sweep gives every setting
   # the same seeds, seed + seed_index (common random numbers).
   member_seeds: tuple[int, ...] | None = None
-  # Devices the member axis is spread over (sac_jax.parallel): 0 = all local devices,
-  # 1 = no sharding. The member count must be a multiple of it.
+  # Devices the member axis is spread over (sac_jax.parallel): 0 = all devices (of all
+  # processes after jax.distributed.initialize), 1 = no sharding. The member count must be
+  # a multiple of it.
   num_devices: int = 0
 
   def seeds(self) -> list[int]:
@@ -77,10 +94,12 @@ class LoopConfig:
 
 
 class EvalRecord(NamedTuple):
+  """One evaluation of this process's members (all members with one process)."""
   env_step: int
-  returns: np.ndarray                  # [M, eval_episodes]
-  train_metrics: dict[str, np.ndarray]  # name -> [M], from the last update call
+  returns: np.ndarray                  # [m, eval_episodes], m = len(members)
+  train_metrics: dict[str, np.ndarray]  # name -> [m], from the last update call
   sps: float                            # env steps per second per member since last eval
+  members: range = range(0)             # the global member index of each row
 
 
 class Interrupted(Exception):
@@ -91,9 +110,9 @@ class Interrupted(Exception):
     super().__init__(f"{signal.Signals(signum).name} at env step {env_step}")
 
 
-def seed_keys(seeds: Sequence[int]) -> jax.Array:
-  """One PRNG key per member seed (equal seeds give equal keys)."""
-  return jax.vmap(jax.random.PRNGKey)(np.asarray(seeds))
+def seed_keys(seeds: Sequence[int]) -> np.ndarray:
+  """One PRNG key per member seed (equal seeds give equal keys), as host data."""
+  return np.asarray(jax.vmap(jax.random.PRNGKey)(np.asarray(seeds)))
 
 
 def _resume_seeds(lc: LoopConfig, env_step: int) -> list[int]:
@@ -107,8 +126,7 @@ def _resume_seeds(lc: LoopConfig, env_step: int) -> list[int]:
 
 def devices_for(lc: LoopConfig) -> list:
   """The devices the members are spread over; raises ValueError if they do not divide."""
-  from sac_jax import parallel
-  devs = parallel.local_devices(lc.num_devices)
+  devs = parallel.member_devices(lc.num_devices)
   parallel.check_divisible(lc.num_members, len(devs))
   return devs
 
@@ -167,11 +185,19 @@ class _Signals:
 
 
 class _Outputs:
-  """metrics.csv, curves.png, summary.json and checkpoints of one run directory."""
+  """metrics.csv, curves.png, summary.json and checkpoints of one run directory.
 
-  def __init__(self, lc: LoopConfig, hparams: agent_lib.HParams, metric_names: list[str]):
+  Every process appends its own members' rows to its part file (metrics.csv itself with
+  one process); process 0 merges the parts into metrics.csv and alone writes curves.png
+  and summary.json.
+  """
+
+  def __init__(self, lc: LoopConfig, hparams: agent_lib.HParams, metric_names: list[str],
+               placement: parallel.Placement):
     self.lc = lc
     self.seeds = lc.seeds()
+    self.members = placement.members
+    self.primary = placement.is_primary
     self.dir = lc.run_dir
     os.makedirs(self.dir, exist_ok=True)
     # float32 values printed with float32's precision (0.01, not 0.009999999776).
@@ -179,15 +205,51 @@ class _Outputs:
                     for k, v in hparams._asdict().items()}
     self.metric_names = metric_names
     extra = list(lc.member_columns[0]) if lc.member_columns else []
-    self.csv = rundir.MetricsCSV(self.dir, metric_columns(list(self.hparams), metric_names,
-                                                          extra))
+    columns = metric_columns(list(self.hparams), metric_names, extra)
+    self.csv = rundir.MetricsCSV(self.dir, columns)
+    self.num_processes = jax.process_count()
+    self.parts = [self.csv]
+    if self.num_processes > 1:
+      os.makedirs(os.path.join(self.dir, rundir.PROCESSES), exist_ok=True)
+      self.parts = [rundir.MetricsCSV(self.dir, columns, rundir.process_metrics(p))
+                    for p in range(self.num_processes)]
+    self.part = self.parts[jax.process_index()]
     self.ckpt = checkpoint_lib.Checkpointer(os.path.join(self.dir, rundir.CHECKPOINTS),
                                             lc.max_to_keep)
 
+  def reset_to(self, env_step: int) -> int:
+    """Keeps the rows up to `env_step` (the checkpoint's; -1: none). Returns rows kept.
+
+    With several processes each part file is rebuilt from metrics.csv (which, merged before
+    every checkpoint, holds every row up to it), so resuming with another process count
+    works; stale part files of processes no longer running are never read.
+    """
+    if self.num_processes == 1:
+      return self.csv.reset_to(env_step)
+    mine = [r for r in self.csv.read(check_header=True)
+            if int(r["env_step"]) <= env_step and int(r["member"]) in self.members]
+    self.part.write(mine)
+    parallel.barrier("sac_jax.outputs.reset")  # everyone has read metrics.csv
+    kept = self.csv.reset_to(env_step) if self.primary else 0
+    parallel.barrier("sac_jax.outputs.reset_done")
+    return kept
+
+  def append(self, record: EvalRecord, wall_time: float) -> None:
+    self.part.append(self.rows(record, wall_time))
+
+  def merge(self, env_step: int) -> None:
+    """Process 0: metrics.csv from every process's part (call when all have appended)."""
+    if self.num_processes == 1 or not self.primary:
+      return
+    rows = [r for part in self.parts for r in part.read()
+            if int(r["env_step"]) <= env_step]
+    rows.sort(key=lambda r: (int(r["env_step"]), int(r["member"])))
+    self.csv.write(rows)
+
   def rows(self, record: EvalRecord, wall_time: float) -> list[dict]:
     out = []
-    for i in range(self.lc.num_members):
-      r = record.returns[i]
+    for k, i in enumerate(record.members):
+      r = record.returns[k]
       row = dict(env_step=record.env_step, member=i, seed=self.seeds[i],
                  eval_return=float(r.mean()), eval_return_std=float(r.std()),
                  eval_return_min=float(r.min()), eval_return_max=float(r.max()),
@@ -196,12 +258,14 @@ class _Outputs:
       if self.lc.member_columns:
         row.update(self.lc.member_columns[i])
       row.update({k: float(v[i]) for k, v in self.hparams.items()})
-      row.update({f"train_{k}": float(np.asarray(record.train_metrics[k])[i])
-                  for k in self.metric_names if k in record.train_metrics})
+      row.update({f"train_{n}": float(np.asarray(record.train_metrics[n])[k])
+                  for n in self.metric_names if n in record.train_metrics})
       out.append(row)
     return out
 
   def plot(self):
+    if not self.primary:
+      return
     try:
       from experiments import plot as plot_lib  # matplotlib (Agg) only when writing files
     except ImportError:  # the library installed without experiments/
@@ -213,7 +277,11 @@ class _Outputs:
     plot_lib.plot_curves(self.csv.path, os.path.join(self.dir, rundir.CURVES),
                          title=self.lc.title or self.lc.env_id, labels=labels)
 
-  def summary(self, env_step: int, wall_time: float, sps: float, complete: bool) -> dict:
+  def summary(self, env_step: int, wall_time: float, sps: float, complete: bool
+              ) -> dict | None:
+    """Process 0 writes and returns summary.json; other processes return None."""
+    if not self.primary:
+      return None
     rows = self.csv.read()
     per_member = []
     for i in range(self.lc.num_members):
@@ -273,48 +341,45 @@ def train(sac_config: agent_lib.SACConfig, loop_config: LoopConfig,
           on_eval: Callable[[EvalRecord], None] | None = None) -> list[EvalRecord]:
   """Trains M members (resuming from `run_dir`'s latest checkpoint if there is one).
 
-  Returns one EvalRecord per evaluation made by this call. Raises `Interrupted` after
-  writing a checkpoint when SIGINT or SIGTERM arrives (only with a run_dir).
+  Returns one EvalRecord per evaluation made by this call (of this process's members).
+  Raises `Interrupted` after writing a checkpoint when SIGINT or SIGTERM arrives (only
+  with a run_dir). With several processes every process calls this with the same
+  arguments.
   """
   lc = loop_config
   obs_dim, act_dim = envs_lib.env_dims(lc.env_id)
   ag = agent_lib.Agent(sac_config, obs_dim, act_dim)
-  devices = devices_for(lc)
-  state = ag.init_members(seed_keys(lc.seeds()), hparams)
-  transition = agent_lib.empty_transition(lc.num_members, obs_dim, act_dim)
-  if len(devices) > 1:  # jit follows its inputs: sharded state in, sharded state out
-    from sac_jax import parallel
-    sharding = parallel.member_sharding(parallel.member_mesh(lc.num_members, devices))
-    put = lambda x: jax.device_put(x, sharding)
-    state = put(state)
-  else:
-    put = lambda x: x
+  place = parallel.Placement(lc.num_members, devices_for(lc))
+  seeds = place.select(lc.seeds())  # this process's members' seeds
+  if hparams is None:
+    hparams = agent_lib.HParams.from_config(sac_config).stack(lc.num_members)
+  # jit follows its inputs: the state is created sharded and stays sharded.
+  state = ag.init_members(seed_keys(lc.seeds()), hparams, sharding=place.sharding)
+  transition = agent_lib.empty_transition(place.num_local, obs_dim, act_dim)
   has_transition = False
   start, eval_calls, wall_before = 0, 0, 0.0
 
   out = None
   if lc.run_dir is not None:
-    out = _Outputs(lc, agent_lib.HParams(*(np.asarray(x) for x in state.hparams)),
-                   ag.metric_names())
+    out = _Outputs(lc, hparams, ag.metric_names(), place)
     step0 = out.ckpt.latest_step()
     if step0 is not None:
-      tree, host = out.ckpt.restore(step0, {"train": state, "pending": transition})
+      tree, host = out.ckpt.restore(step0, {"train": state, "pending": place.put(transition)})
       state = tree["train"]
-      transition = replay.Transition(*(np.asarray(x) for x in tree["pending"]))
+      transition = place.local(tree["pending"])
       has_transition = bool(host["has_pending"])
       start, eval_calls = int(step0), int(host["eval_calls"])
       wall_before = float(host["wall_time"])
-      kept = out.csv.reset_to(start)
+      kept = out.reset_to(start)
       _say(lc, f"resumed from the checkpoint at env step {start} "
                f"({kept} metrics rows kept; training episodes in flight restart)")
     else:
-      out.csv.reset_to(-1)
+      out.reset_to(-1)
 
   step_fn = ag.make_step()
   eval_act = ag.make_eval_act()
-  train_envs = envs_lib.TrainEnvs(lc.env_id, lc.num_members, lc.seed, lc.async_envs)
-  eval_envs = envs_lib.EvalEnvs(lc.env_id, lc.num_members, lc.eval_episodes, lc.seed,
-                                calls=eval_calls)
+  train_envs = envs_lib.TrainEnvs(lc.env_id, place.num_local, lc.seed, lc.async_envs)
+  eval_envs = envs_lib.EvalEnvs(lc.env_id, seeds, lc.eval_episodes, calls=eval_calls)
   signals = _Signals(enabled=out is not None)
 
   history: list[EvalRecord] = []
@@ -323,22 +388,31 @@ def train(sac_config: agent_lib.SACConfig, loop_config: LoopConfig,
   t0 = time.perf_counter()
   t_last, step_last = t0, t
   log_last, rate_t0, rate_step0 = t0, None, t
-  latest = None  # (env_step, per-member means)
+  latest = None  # (env_step, per-member means of all members)
 
   def wall() -> float:
     return wall_before + time.perf_counter() - t0
 
   def save_checkpoint():
-    out.ckpt.save(t, {"train": state, "pending": transition},
+    out.ckpt.save(t, {"train": state, "pending": place.put(transition)},
                   dict(eval_calls=eval_envs.calls, wall_time=wall(),
                        has_pending=has_transition, env_step=t))
 
+  def stop_signal() -> int | None:
+    """The signal every process acts on now (one process: its own, at once)."""
+    if not place.multi_process:
+      return signals.received
+    if t % SIGNAL_SYNC_EVERY and t != lc.total_env_steps:
+      return None
+    got = parallel.allgather(np.array([signals.received or 0], np.int32))
+    return int(got.max()) or None
+
   try:
-    obs = train_envs.reset(_resume_seeds(lc, start) if start else lc.seeds())
+    obs = train_envs.reset(place.select(_resume_seeds(lc, start)) if start else seeds)
     while t < lc.total_env_steps:
-      state, action, metrics = step_fn(state, put(transition), has_transition, put(obs),
-                                       ag.ready_to_update(t))
-      action = np.asarray(action)
+      state, action, metrics = step_fn(state, place.put(transition), has_transition,
+                                       place.put(obs), ag.ready_to_update(t))
+      action = place.local(action)
       next_obs, reward, terminated, _, obs_after = train_envs.step(action)
       transition = replay.Transition(obs, action, reward, next_obs, terminated)
       has_transition = True
@@ -350,28 +424,34 @@ def train(sac_config: agent_lib.SACConfig, loop_config: LoopConfig,
       if t % lc.eval_every == 0 or t == lc.total_env_steps:
         now = time.perf_counter()
         sps = (t - step_last) / max(now - t_last, 1e-9)
-        returns = eval_envs.run(
-            lambda o: eval_act(state.policy_params, state.q_params, put(o)))
-        record = EvalRecord(t, returns, jax.tree.map(np.asarray, metrics), sps)
+        returns = eval_envs.run(lambda o: place.local(
+            eval_act(state.policy_params, state.q_params, place.put(o))))
+        record = EvalRecord(t, returns, place.local(metrics), sps, place.members)
         history.append(record)
-        means = returns.mean(axis=1)
+        if out is not None:
+          out.append(record, wall())
+        # All members' means; with several processes also the point where every process
+        # has written its rows, so process 0 can merge them.
+        means = parallel.allgather(returns.mean(axis=1))
         latest = (t, means)
         if out is not None:
-          out.csv.append(out.rows(record, wall()))
+          out.merge(t)
           out.plot()
+          parallel.barrier("sac_jax.loop.merged")  # no part file grows during the merge
         if on_eval is not None:
           on_eval(record)
         _say(lc, f"eval @ {t}: " + _spread(means) + "  per member: " +
              " ".join(f"{x:.1f}" for x in means))
         t_last, step_last = time.perf_counter(), t
 
-      if out is not None and (t == lc.total_env_steps or signals.received or
+      stop = stop_signal() if out is not None else None
+      if out is not None and (t == lc.total_env_steps or stop or
                               (lc.checkpoint_every and t % lc.checkpoint_every == 0)):
         save_checkpoint()
         if t < lc.total_env_steps:
           out.summary(t, wall(), _rate(rate_t0, rate_step0, t), complete=False)
-      if signals.received:
-        raise Interrupted(signals.received, t, out is not None)
+      if stop:
+        raise Interrupted(stop, t, out is not None)
 
       now = time.perf_counter()
       if lc.log_every_s > 0 and now - log_last >= lc.log_every_s and t > rate_step0:
@@ -386,9 +466,10 @@ def train(sac_config: agent_lib.SACConfig, loop_config: LoopConfig,
       rate = _rate(rate_t0, rate_step0, t)
       s = out.summary(t, wall(), rate, complete=True)
       out.plot()
-      _say(lc, f"done: {t} env steps per member in {_fmt_time(s['wall_time_s'])}; "
-               f"final return mean {_num(s['final_return_mean'])}; "
-               f"curves: {os.path.join(lc.run_dir, rundir.CURVES)}")
+      if s is not None:
+        _say(lc, f"done: {t} env steps per member in {_fmt_time(s['wall_time_s'])}; "
+                 f"final return mean {_num(s['final_return_mean'])}; "
+                 f"curves: {os.path.join(lc.run_dir, rundir.CURVES)}")
   finally:
     signals.restore()
     train_envs.close()
@@ -398,18 +479,24 @@ def train(sac_config: agent_lib.SACConfig, loop_config: LoopConfig,
   return history
 
 
-def finalize(sac_config: agent_lib.SACConfig, loop_config: LoopConfig) -> dict:
-  """For a complete run: rewrites summary.json and curves.png from metrics.csv."""
+def finalize(sac_config: agent_lib.SACConfig, loop_config: LoopConfig) -> dict | None:
+  """For a complete run: rewrites summary.json and curves.png from metrics.csv.
+
+  Returns the summary (None on processes other than 0, which write nothing).
+  """
   lc = loop_config
   obs_dim, act_dim = envs_lib.env_dims(lc.env_id)
   ag = agent_lib.Agent(sac_config, obs_dim, act_dim)
   hp = agent_lib.HParams.from_config(sac_config).stack(lc.num_members)
-  out = _Outputs(lc, hp, ag.metric_names())
+  place = parallel.Placement(lc.num_members, devices_for(lc))
+  out = _Outputs(lc, hp, ag.metric_names(), place)
   try:
     step = out.ckpt.latest_step() or 0
     host = {}
     if step:
       host = out.ckpt.restore_host(step)
+    if not place.is_primary:
+      return None
     out.csv.reset_to(step)
     wall = float(host.get("wall_time", 0.0))
     rows = out.csv.read()
@@ -437,6 +524,6 @@ def _spread(means: np.ndarray) -> str:
 
 
 def _say(lc: LoopConfig, msg: str) -> None:
-  if lc.log_every_s > 0:
+  if lc.log_every_s > 0 and jax.process_index() == 0:
     tag = lc.title or lc.env_id
     print(f"[{tag}] {msg}", flush=True)

@@ -6,6 +6,8 @@
     checkpoints/   orbax checkpoints (sac_jax.checkpoint)
     curves.png     evaluation return against env steps
     summary.json   final and best returns per member, wall time, SPS
+    processes/     with several processes: metrics.<p>.csv, process p's own rows, merged
+                   into metrics.csv by process 0 at every evaluation
 
 Whole files are written to a temporary file in the same directory, fsynced, then moved into
 place with `os.replace`. metrics.csv grows by appending one evaluation's rows with
@@ -20,6 +22,7 @@ import io
 import json
 import math
 import os
+import socket
 import tempfile
 from typing import Any, Iterable, Sequence
 
@@ -27,6 +30,12 @@ METRICS = "metrics.csv"
 SUMMARY = "summary.json"
 CURVES = "curves.png"
 CHECKPOINTS = "checkpoints"
+PROCESSES = "processes"
+
+
+def process_metrics(process_index: int) -> str:
+  """Process `process_index`'s part of metrics.csv, relative to the run directory."""
+  return os.path.join(PROCESSES, f"metrics.{process_index}.csv")
 
 
 def atomic_write(path: str, data: str | bytes) -> None:
@@ -61,6 +70,7 @@ def check_writable(run_dir: str) -> None:
   """Creates `run_dir` and proves a file can be written there; raises OSError if not."""
   os.makedirs(run_dir, exist_ok=True)
   probe = os.path.join(run_dir, ".write_probe")
+  probe += f".{socket.gethostname()}.{os.getpid()}"  # several processes probe at once
   with open(probe, "w") as f:
     f.write("ok")
   os.unlink(probe)
@@ -73,17 +83,26 @@ def _fmt(v) -> str:
 
 
 class MetricsCSV:
-  """metrics.csv with a fixed header; rows are dicts keyed by column."""
+  """metrics.csv (or another file of the same columns) with a fixed header; rows are dicts
+  keyed by column."""
 
-  def __init__(self, run_dir: str, columns: Sequence[str]):
-    self.path = os.path.join(run_dir, METRICS)
+  def __init__(self, run_dir: str, columns: Sequence[str], filename: str = METRICS):
+    self.path = os.path.join(run_dir, filename)
     self.columns = list(columns)
 
-  def read(self) -> list[dict[str, str]]:
+  def read(self, check_header: bool = False) -> list[dict[str, str]]:
     if not os.path.exists(self.path):
       return []
     with open(self.path, newline="") as f:
-      return list(csv.DictReader(f))
+      reader = csv.DictReader(f)
+      if check_header and reader.fieldnames not in (None, self.columns):
+        raise ValueError(f"{self.path} has columns {reader.fieldnames}, expected "
+                         f"{self.columns}")
+      return list(reader)
+
+  def write(self, rows: Iterable[dict]) -> None:
+    """Replaces the file with a header and `rows`, atomically."""
+    atomic_write(self.path, self._render(rows, header=True))
 
   def _render(self, rows: Iterable[dict], header: bool) -> str:
     buf = io.StringIO()
@@ -101,14 +120,8 @@ class MetricsCSV:
     Returns the number of rows kept. A header that differs from `columns` is an error
     (the run was started by a different version or flags).
     """
-    rows = self.read()
-    if os.path.exists(self.path):
-      with open(self.path, newline="") as f:
-        header = next(csv.reader(f), None)
-      if header is not None and header != self.columns:
-        raise ValueError(f"{self.path} has columns {header}, expected {self.columns}")
-    kept = [r for r in rows if int(r["env_step"]) <= env_step]
-    atomic_write(self.path, self._render(kept, header=True))
+    kept = [r for r in self.read(check_header=True) if int(r["env_step"]) <= env_step]
+    self.write(kept)
     return len(kept)
 
   def append(self, rows: Sequence[dict]) -> None:

@@ -155,6 +155,11 @@ BAD = [
     (["--reward_scale=-1"], "reward_scale=-1", "> 0"),
     (["--flagfile=does/not/exist.flags"], "does/not/exist.flags", "Unable to open"),
     (["--num_seeds=two"], "two", "num_seeds"),
+    (["--coordinator_address=localhost"], "coordinator_address='localhost'", "HOST:PORT"),
+    (["--coordinator_address=localhost:1234"], "num_processes=None", ">= 1"),
+    (["--coordinator_address=localhost:1234", "--num_processes=2", "--process_id=2"],
+     "process_id=2", "[0, 1]"),
+    (["--num_processes=2", "--process_id=1"], "num_processes=2", "--coordinator_address"),
 ]
 
 

@@ -171,18 +171,35 @@ def test_eval_envs_fresh_starts_each_call_and_resumable_counter():
       return np.zeros(o.shape[:-1] + (1,), np.float32)
     ev.run(policy)
     return seen[0]
-  ev = envs.EvalEnvs(SHORT_PENDULUM, 2, 2, seed=0)
+  ev = envs.EvalEnvs(SHORT_PENDULUM, [0, 1], 2)
   o1, o2 = first_obs(ev), first_obs(ev)
   assert not np.allclose(o1, o2)  # fresh start states at every evaluation
   # A resumed run (calls=1) sees the same start states as the uninterrupted run's 2nd eval.
-  resumed = envs.EvalEnvs(SHORT_PENDULUM, 2, 2, seed=0, calls=1)
+  resumed = envs.EvalEnvs(SHORT_PENDULUM, [0, 1], 2, calls=1)
   np.testing.assert_array_equal(first_obs(resumed), o2)
   ev.close()
   resumed.close()
 
 
+def test_eval_starts_follow_member_seeds_not_member_indices():
+  """Members sharing a seed (a sweep's settings) see the same evaluation starts; a process
+  owning only some members (several hosts) seeds them as one process owning all would."""
+  def first_obs(seeds):
+    ev = envs.EvalEnvs(SHORT_PENDULUM, seeds, 3)
+    seen = []
+    ev.run(lambda o: seen.append(o.copy()) or np.zeros(o.shape[:-1] + (1,), np.float32))
+    ev.close()
+    return seen[0]
+  grid = first_obs([5, 6, 5, 6])  # 2 settings x seeds 5, 6
+  np.testing.assert_array_equal(grid[0], grid[2])
+  np.testing.assert_array_equal(grid[1], grid[3])
+  assert not np.allclose(grid[0], grid[1])
+  assert len({tuple(o) for o in grid[0]}) == 3  # the 3 episode slots start apart
+  np.testing.assert_array_equal(first_obs([6]), grid[1:2])  # a subset, as on host 2
+
+
 def test_eval_returns_shape_and_value():
-  ev = envs.EvalEnvs(COUNTER, 2, 3, seed=0)
+  ev = envs.EvalEnvs(COUNTER, [0, 1], 3)
   returns = ev.run(lambda o: np.zeros(o.shape[:-1] + (2,), np.float32))
   ev.close()
   np.testing.assert_array_equal(returns, np.full((2, 3), 5.0))  # 5 steps of reward 1
