@@ -297,11 +297,12 @@ def validate(v: dict):
   return sac_config, hparams, lc
 
 
-def check_devices(v: dict, lc) -> None:
-  """The members fit the devices (after jax.distributed.initialize, which must come first)."""
+def check_devices(v: dict, lc) -> list:
+  """The devices the members go on (after jax.distributed.initialize, which must come
+  first); UsageError if they do not fit."""
   from sac_jax import loop
   try:
-    loop.devices_for(lc)
+    return loop.devices_for(lc)
   except ValueError as e:
     raise UsageError(f"--num_devices={v['num_devices']}: {e}") from None
 
@@ -383,7 +384,7 @@ def main(argv):
   from sac_jax import loop, parallel
   parallel.initialize_distributed(v["coordinator_address"], v["num_processes"],
                                   v["process_id"])
-  check_devices(v, lc)
+  devices = check_devices(v, lc)
   primary = jax.process_index() == 0
   prepare_run_dir(v)
   done = loop.completed_steps(v["run_dir"])
@@ -400,7 +401,7 @@ def main(argv):
     write_run_files(v)
   grid = f" ({lc.num_members // v['num_seeds']} settings x {v['num_seeds']} seeds)" \
       if lc.member_columns else ""
-  where = (f" on {jax.process_count()} processes and {len(loop.devices_for(lc))} devices"
+  where = (f" on {jax.process_count()} processes and {len(devices)} devices"
            if jax.process_count() > 1 else "")
   if primary:
     print(f"[{v['env_id']}] {'resuming' if done else 'starting'} {lc.num_members} "

@@ -99,7 +99,7 @@ class EvalRecord(NamedTuple):
   returns: np.ndarray                  # [m, eval_episodes], m = len(members)
   train_metrics: dict[str, np.ndarray]  # name -> [m], from the last update call
   sps: float                            # env steps per second per member since last eval
-  members: range = range(0)             # the global member index of each row
+  members: range                        # the global member index of each row
 
 
 class Interrupted(Exception):
