@@ -66,6 +66,9 @@ flags.DEFINE_enum("policy_gradient", "likelihood_ratio",
                   "policy gradient estimator (reparameterized needs K = 1)")
 flags.DEFINE_integer("num_q", 1, "Q networks: 1 (paper) or 2 (twin Q, min in the V target)")
 flags.DEFINE_float("reg", 1e-3, "policy regularization of means and log stds")
+flags.DEFINE_float("log_std_min", -5.0, "soft lower bound of the policy's log-stds (the "
+                   "authors hard-clipped at -20, which float32 cannot represent)")
+flags.DEFINE_float("log_std_max", 2.0, "soft upper bound of the policy's log-stds")
 flags.DEFINE_integer("eval_every", 1000, "env steps between deterministic evaluations")
 flags.DEFINE_integer("eval_episodes", 10, "episodes per evaluation and member")
 flags.DEFINE_integer("checkpoint_every", 10_000, "env steps between checkpoints "
@@ -96,7 +99,7 @@ RESUMABLE = ("total_env_steps", "checkpoint_every", "max_to_keep", "run_dir", "a
 # Flags that change array shapes or the graph (named as such in the refusal).
 SHAPE_CHANGING = ("env_id", "num_seeds", "num_components", "hidden_sizes", "activation",
                   "batch_size", "buffer_size", "grad_steps", "policy_gradient", "num_q",
-                  "auto_alpha")
+                  "auto_alpha", "log_std_min", "log_std_max")
 RUN_FILE = "run.json"
 FLAGS_FILE = "flags.txt"
 
@@ -134,7 +137,8 @@ def sac_config_from(v: dict):
       start_steps=v["start_steps"], policy_gradient=v["policy_gradient"],
       num_q=v["num_q"], auto_alpha=v["auto_alpha"], target_entropy=v["target_entropy"],
       lr=v["lr"], gamma=v["gamma"], tau=v["tau"], reward_scale=v["reward_scale"],
-      alpha=v["alpha"], reg=v["reg"])
+      alpha=v["alpha"], reg=v["reg"], log_std_min=v["log_std_min"],
+      log_std_max=v["log_std_max"])
 
 
 # --sweep names: HParams fields, plus `lr` for all four learning rates at once.

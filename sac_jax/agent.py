@@ -39,6 +39,10 @@ class SACConfig:
   num_q: int = 1
   auto_alpha: bool = False
   target_entropy: float | None = None  # None: -act_dim (used with auto_alpha)
+  # Soft bounds of the policy's log-stds (networks.soft_clip; the authors hard-clipped to
+  # [-20, 2], which float32 cannot represent at the low end: see networks.LOG_STD_MIN).
+  log_std_min: float = networks.LOG_STD_MIN
+  log_std_max: float = networks.LOG_STD_MAX
   # Per-member hyperparameters: these are the defaults every member starts from.
   lr: float = 3e-4
   gamma: float = 0.99
@@ -76,6 +80,10 @@ def validate_config(c: SACConfig) -> None:
        f"policy_gradient='reparameterized' needs num_components=1, got "
        f"{c.num_components} (use likelihood_ratio for a mixture)")
   need(c.num_q in (1, 2), f"num_q={c.num_q}: must be 1 or 2")
+  need(math.isfinite(c.log_std_min) and math.isfinite(c.log_std_max)
+       and c.log_std_min < c.log_std_max,
+       f"log_std_min={c.log_std_min:g}, log_std_max={c.log_std_max:g}: must be finite "
+       "with log_std_min < log_std_max")
   validate_hparams(HParams.from_config(c), auto_alpha=c.auto_alpha)
 
 
@@ -163,7 +171,8 @@ class Agent:
     self.act_dim = int(act_dim)
     self.nets = networks.make_networks(act_dim, config.num_components,
                                        config.hidden_sizes, config.activation,
-                                       config.num_q)
+                                       config.num_q, config.log_std_min,
+                                       config.log_std_max)
     self.target_entropy = (float(config.target_entropy) if config.target_entropy
                            is not None else -float(act_dim))
 

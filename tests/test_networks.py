@@ -32,6 +32,12 @@ def np_dense(p, x):
   return x @ p["kernel"] + p["bias"]
 
 
+def np_soft_clip(x, low, high):
+  """float64 reference of networks.soft_clip: low + softplus(x - low) - softplus(x - high),
+  softplus(z) = logaddexp(0, z) (float64 keeps the difference exact enough for |x| < 1e7)."""
+  return low + np.logaddexp(0.0, x - low) - np.logaddexp(0.0, x - high)
+
+
 def np_mlp(p, x, num_layers, act="relu"):
   """act(... act(act(x W1 + b1) W2 + b2) ...) from the MLP's params."""
   for i in range(num_layers):
@@ -87,7 +93,7 @@ def test_q_network_matches_numpy_forward():
 @pytest.mark.parametrize("scale", [1.0, 1e6])
 def test_policy_matches_numpy_forward_with_clipping(scale):
   """GMMPolicy: one Dense on the torso split as [logits | means (K, d) | log_stds (K, d)],
-  log_stds clipped to [LOG_STD_MIN, LOG_STD_MAX]."""
+  log_stds soft-clipped into (LOG_STD_MIN, LOG_STD_MAX)."""
   k, d = 3, 2
   pol = networks.GMMPolicy(d, k, (16, 16))
   obs = np.random.default_rng(3).normal(0, 1, (7, 4)).astype(np.float32)
@@ -97,8 +103,8 @@ def test_policy_matches_numpy_forward_with_clipping(scale):
   p = f64(params["params"])
   raw = np_dense(p["Dense_0"], np_mlp(p["MLP_0"], obs.astype(np.float64), 2))
   expected = (raw[:, :k], raw[:, k:k + k * d].reshape(7, k, d),
-              np.clip(raw[:, k + k * d:].reshape(7, k, d), networks.LOG_STD_MIN,
-                      networks.LOG_STD_MAX))
+              np_soft_clip(raw[:, k + k * d:].reshape(7, k, d), networks.LOG_STD_MIN,
+                           networks.LOG_STD_MAX))
   # Relative tolerance for the huge pre-activations of scale = 1e6.
   chex.assert_trees_all_close(f64(tuple(out)), expected, atol=1e-5, rtol=1e-4)
 
@@ -122,7 +128,8 @@ def test_policy_output_shapes(k, d, hidden, batch):
 
 
 def test_policy_log_stds_stay_in_range_for_huge_inputs():
-  """log_stds lie in [LOG_STD_MIN, LOG_STD_MAX] for huge observations, both bounds reached."""
+  """log_stds lie in [LOG_STD_MIN, LOG_STD_MAX] for huge observations, both bounds reached
+  (to float32 precision: the soft clip saturates there)."""
   pol = networks.GMMPolicy(6, 4, (32, 32))
   rng = np.random.default_rng(4)
   obs = rng.normal(0, 1, (64, 10)).astype(np.float32)
@@ -132,7 +139,49 @@ def test_policy_log_stds_stay_in_range_for_huge_inputs():
   ls = np.asarray(out.log_stds)
   assert ls.min() >= networks.LOG_STD_MIN and ls.max() <= networks.LOG_STD_MAX
   # The raw outputs are far outside the range, so the clip is what keeps them in.
-  assert np.any(ls == networks.LOG_STD_MIN) and np.any(ls == networks.LOG_STD_MAX)
+  assert np.any(ls < networks.LOG_STD_MIN + 1e-5)
+  assert np.any(ls > networks.LOG_STD_MAX - 1e-5)
+
+
+@pytest.mark.parametrize("low, high", [(networks.LOG_STD_MIN, networks.LOG_STD_MAX),
+                                       (-20.0, 2.0)])
+def test_soft_clip_matches_reference_and_keeps_a_gradient(low, high):
+  """soft_clip against its float64 formula, inside (low, high) everywhere, close to the
+  identity mid-range, and with a nonzero gradient beyond both bounds (a hard clip's is 0
+  there, so a component pushed past a bound could never come back)."""
+  x = np.linspace(low - 30.0, high + 30.0, 2001).astype(np.float32)
+  y = jax.jit(networks.soft_clip, static_argnums=(1, 2))(x, low, high)
+  # float32 softplus of values up to ~50: atol 1e-5, rtol 1e-6.
+  chex.assert_trees_all_close(np.asarray(y, np.float64), np_soft_clip(x.astype(np.float64),
+                                                                      low, high),
+                              atol=1e-5, rtol=1e-6)
+  assert np.all(np.asarray(y) >= low) and np.all(np.asarray(y) <= high)
+  mid = 0.5 * (low + high)
+  assert abs(float(networks.soft_clip(jnp.float32(mid), low, high)) - mid) < 0.1
+  grad = jax.vmap(jax.grad(lambda z: networks.soft_clip(z, low, high)))(
+      jnp.asarray([low - 5.0, low - 1.0, high + 1.0, high + 5.0], jnp.float32))
+  assert np.all(np.asarray(grad) > 1e-3), grad
+  # The regularizer's pull reaches a component 3 nats below the lower bound.
+  g = jax.grad(lambda z: jnp.square(networks.soft_clip(z, low, high)))(jnp.float32(low - 3))
+  assert float(g) < -1e-2, g  # d/dz of log_std^2 < 0: pushes z up, toward 0
+
+
+@pytest.mark.parametrize("mu", [0.3, 1.0, 3.0])
+def test_score_at_the_lower_log_std_bound_is_accurate_in_float32(mu):
+  """At log_std = LOG_STD_MIN the float32 likelihood-ratio score d log N(u; mu, sigma)/d mu
+  = (u - mu) / sigma^2 with u = mu + sigma eps (sampled in float32, as the step does) is
+  within 1e-3 of the float64 value eps / sigma. At the authors' -20 it is wrong by ~100%:
+  this is why LOG_STD_MIN is not -20."""
+  eps = np.random.default_rng(5).standard_normal(4096)
+  def score_error(log_std):
+    s32 = np.exp(np.float32(log_std))
+    u32 = np.float32(mu) + s32 * eps.astype(np.float32)
+    grad = jax.vmap(jax.grad(lambda m, u: -0.5 * jnp.square((u - m) / s32)))(
+        jnp.full(eps.shape, mu, jnp.float32), jnp.asarray(u32))
+    exact = eps / np.exp(np.float64(log_std))
+    return np.median(np.abs(np.asarray(grad, np.float64) - exact) / np.abs(exact))
+  assert score_error(networks.LOG_STD_MIN) < 1e-3
+  assert score_error(-20.0) > 0.5
 
 
 @pytest.mark.parametrize("num_q", [1, 2])
