@@ -1,0 +1,372 @@
+r"""Rerun a claim of the SAC paper from one command: runs, a figure, a table and a verdict.
+
+    python -m experiments.reproduce --claim=hard --budget=cpu
+    python -m experiments.reproduce --claim=grad_steps --budget=smoke --out=/tmp/g
+
+Claims (paper section 5; the task flagfiles carry the reward scales calibrated on v5):
+
+    tasks        every task flagfile learns: the paper configuration (and, as a second
+                 line, the later SAC of modern.flags) on HalfCheetah, Hopper, Walker2d and
+                 Ant; holds per task when the mean final return over seeds reaches the
+                 issue's bar (HalfCheetah 3,500, Hopper 1,500, Walker2d 1,000, Ant 1,000).
+    hard         alpha = 0 ("hard", no entropy) against the soft setting on HalfCheetah,
+                 both in one process (--sweep=alpha=0,1); direction: soft is higher, by
+                 more than 20% of the soft arm's mean.
+    grad_steps   G = 1, 4, 16 gradient steps per env step on HalfCheetah; direction: more
+                 steps, higher final return at equal env steps (G4 > G1 and G16 > G4).
+    components   K = 1, 2, 4, 8 mixture components on HalfCheetah; the paper's claim is
+                 near-equivalence, tested as "K = 2 or K = 4 is within 15% of the best arm's
+                 mean final return" (bootstrap interval of the gap against that margin).
+
+(The DDPG claims, sac_vs_ddpg and seeds, need --algorithm=ddpg, which does not exist yet.)
+
+Budgets: `smoke` (tiny networks, a few hundred steps: checks the plumbing in a minute or
+two; its verdicts mean nothing), `cpu` (what a 2-core CPU does in hours; steps per claim in
+CPU_STEPS), `paper` (the task flagfiles' budgets, 1M-3M steps: a GPU's work).
+
+Protocol: fresh seeds (--seed=100 onward; the calibration used 0 and 1), 5 seeds per arm
+(3 for `tasks`), deterministic evaluation (the best-Q component) of 5 episodes every 5,000
+env steps, replay sized to the budget. Per seed: final return = the mean of the last 3
+evaluations, AUC = the mean over all evaluations, max = the best evaluation (the TD3
+paper's statistic). Verdicts: experiments/verdict.py (exact permutation tests, bootstrap
+intervals; "holds", "does not hold" or "inconclusive at this budget", never forced).
+
+Every run is an `experiments.run` process with its own run directory under --runs_dir, so
+rerunning the same command resumes unfinished runs from their checkpoints and skips
+finished ones. Outputs in --out (default <runs_dir>/<budget>/<claim>): figure.png,
+table.md, verdict.json, returns.csv (per seed), curves.csv (every evaluation).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Sequence
+
+from absl import app
+from absl import flags
+
+import numpy as np
+
+from experiments import verdict as V
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGS_DIR = os.path.join("experiments", "flags")
+
+TASKS = ("halfcheetah", "hopper", "walker2d", "ant")
+THRESHOLDS = dict(halfcheetah=3500.0, hopper=1500.0, walker2d=1000.0, ant=1000.0)
+CLAIMS = ("tasks", "hard", "grad_steps", "components")
+BUDGETS = ("smoke", "cpu", "paper")
+CPU_STEPS = dict(tasks=300_000, hard=200_000, grad_steps=100_000, components=200_000)
+SEEDS = dict(tasks=3, hard=5, grad_steps=5, components=5)
+LAST_EVALS = 3
+SMOKE = ["--total_env_steps=300", "--start_steps=100", "--batch_size=16",
+         "--hidden_sizes=16,16", "--eval_every=100", "--eval_episodes=1",
+         "--buffer_size=300", "--checkpoint_every=0"]
+
+flags.DEFINE_enum("claim", None, CLAIMS, "the claim to rerun")
+flags.DEFINE_enum("budget", "cpu", BUDGETS, "smoke | cpu | paper")
+flags.DEFINE_string("runs_dir", "runs/reproduce", "where the runs go (<runs_dir>/<budget>/"
+                    "<claim>/<run>)")
+flags.DEFINE_string("out", None, "figure, table and verdict (default: the claim's runs dir)")
+flags.DEFINE_integer("seed", 100, "first seed; arms use seed .. seed + seeds - 1")
+flags.DEFINE_integer("seeds", None, "seeds per arm (default 5; 3 for tasks; 2 for smoke)")
+flags.DEFINE_list("tasks", list(TASKS), "tasks of the `tasks` claim")
+flags.DEFINE_list("arms", None, "only these arms (default all), e.g. --arms=paper")
+flags.DEFINE_bool("analyze_only", False, "do not run anything: analyze the runs there are")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One experiments.run process."""
+  name: str
+  task: str
+  flags: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+  """A group of seeds: the members of `run` (with `setting`, one setting of its sweep)."""
+  label: str
+  run: str
+  setting: str | None = None
+  panel: str = ""
+
+
+def plan(claim: str, tasks: Sequence[str] = TASKS) -> tuple[list[Run], list[Arm]]:
+  """The runs and arms of a claim."""
+  if claim == "tasks":
+    runs, arms = [], []
+    for t in tasks:
+      if t not in TASKS:
+        raise ValueError(f"task {t!r}: must be one of {TASKS}")
+      runs += [Run(f"{t}-paper", t), Run(f"{t}-modern", t,
+                                         (f"--flagfile={FLAGS_DIR}/modern.flags",))]
+      arms += [Arm("paper", f"{t}-paper", panel=t), Arm("modern", f"{t}-modern", panel=t)]
+    return runs, arms
+  if claim == "hard":
+    return ([Run("alpha", "halfcheetah", ("--noauto_alpha", "--sweep=alpha=0,1"))],
+            [Arm("soft (alpha=1)", "alpha", "alpha=1"), Arm("hard (alpha=0)", "alpha",
+                                                            "alpha=0")])
+  if claim == "grad_steps":
+    gs = (1, 4, 16)
+    return ([Run(f"G{g}", "halfcheetah", (f"--grad_steps={g}",)) for g in gs],
+            [Arm(f"G={g}", f"G{g}") for g in gs])
+  if claim == "components":
+    ks = (1, 2, 4, 8)
+    return ([Run(f"K{k}", "halfcheetah", (f"--num_components={k}",
+                                          "--policy_gradient=likelihood_ratio"))
+             for k in ks], [Arm(f"K={k}", f"K{k}") for k in ks])
+  raise ValueError(f"claim={claim!r}: must be one of {CLAIMS}")
+
+
+def _task_steps(task: str) -> int:
+  with open(os.path.join(REPO, FLAGS_DIR, f"{task}.flags")) as f:
+    for line in f:
+      if line.startswith("--total_env_steps="):
+        return int(line.split("=", 1)[1])
+  raise ValueError(f"{task}.flags sets no --total_env_steps")
+
+
+def run_flags(claim: str, budget: str, run: Run, seed: int, seeds: int, run_dir: str
+              ) -> list[str]:
+  """The full experiments.run command line of one run."""
+  base = [f"--flagfile={FLAGS_DIR}/{run.task}.flags", *run.flags,
+          f"--seed={seed}", f"--num_seeds={seeds}", f"--run_dir={run_dir}",
+          "--log_every_s=60"]
+  if budget == "smoke":
+    return base + SMOKE
+  steps = CPU_STEPS[claim] if budget == "cpu" else _task_steps(run.task)
+  return base + [f"--total_env_steps={steps}", f"--buffer_size={min(steps, 1_000_000)}",
+                 "--eval_every=5000", "--eval_episodes=5",
+                 f"--checkpoint_every={max(steps // 10, 5000)}"]
+
+
+def read_arm(run_dir: str, setting: str | None) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+  """(env steps [T], {seed: returns [T]}) of an arm from its run's metrics.csv."""
+  path = os.path.join(run_dir, "metrics.csv")
+  by_seed: dict[int, dict[int, float]] = {}
+  with open(path, newline="") as f:
+    for row in csv.DictReader(f):
+      if setting is not None and row.get("setting") != setting:
+        continue
+      if row["eval_return"] in ("", None):
+        continue
+      by_seed.setdefault(int(row["seed"]), {})[int(row["env_step"])] = float(
+          row["eval_return"])
+  steps = np.array(sorted({s for d in by_seed.values() for s in d}), np.int64)
+  return steps, {s: np.array([d.get(int(t), np.nan) for t in steps])
+                 for s, d in sorted(by_seed.items())}
+
+
+def analyze(claim: str, arms: Sequence[Arm], data: dict[str, tuple], budget: str) -> dict:
+  """The verdict dict of a claim from {arm key: (steps, {seed: curve})}."""
+  stats = {}
+  for a in arms:
+    steps, curves = data[_key(a)]
+    per_seed = {s: V.summarize_curve(c[np.isfinite(c)], LAST_EVALS) for s, c in
+                curves.items() if np.isfinite(c).any()}
+    finals = [p["final"] for p in per_seed.values()]
+    stats[_key(a)] = dict(
+        arm=a.label, panel=a.panel, seeds=sorted(per_seed), env_steps=int(steps[-1]),
+        final=finals, auc=[p["auc"] for p in per_seed.values()],
+        max=[p["max"] for p in per_seed.values()],
+        final_mean=float(np.mean(finals)), final_std=float(np.std(finals, ddof=1))
+        if len(finals) > 1 else 0.0, max_mean=float(np.mean([p["max"] for p in
+                                                                per_seed.values()])))
+  out: dict = dict(claim=claim, budget=budget, arms=stats, parts=[])
+  if claim == "tasks":
+    for t in sorted({a.panel for a in arms}):
+      key = f"{t}/paper"
+      if key not in stats:
+        continue
+      s = stats[key]
+      bar = THRESHOLDS[t]
+      finals = np.asarray(s["final"])
+      lo, hi = (np.percentile(np.random.default_rng(0).choice(finals, (V.RESAMPLES,
+                                                                       finals.size))
+                              .mean(axis=1), [2.5, 97.5]) if finals.size > 1 else
+                (finals[0], finals[0]))
+      v = V.HOLDS if lo >= bar else V.FAILS if hi < bar else V.INCONCLUSIVE
+      out["parts"].append(dict(part=f"{t}: paper config mean final >= {bar:g}",
+                               verdict=v, mean=s["final_mean"], ci95=[float(lo), float(hi)],
+                               meets_bar=bool(s["final_mean"] >= bar)))
+  elif claim == "hard":
+    soft, hard = stats[_key(arms[0])], stats[_key(arms[1])]
+    margin = 0.2 * abs(soft["final_mean"])
+    d = V.directional(soft["final"], hard["final"], margin=margin)
+    out["parts"].append(dict(part="soft final > hard final (margin: 20% of soft's mean)",
+                             **d))
+  elif claim == "grad_steps":
+    keys = [_key(a) for a in arms]
+    for lo_k, hi_k in zip(keys[:-1], keys[1:]):
+      d = V.directional(stats[hi_k]["final"], stats[lo_k]["final"])
+      out["parts"].append(dict(part=f"{stats[hi_k]['arm']} final > {stats[lo_k]['arm']} "
+                                    "final", **d))
+  elif claim == "components":
+    best = max(stats.values(), key=lambda s: s["final_mean"])
+    margin = 0.15 * abs(best["final_mean"])
+    parts = []
+    for s in stats.values():
+      if s is best:
+        continue
+      d = V.within(best["final"], s["final"], margin)
+      parts.append(dict(part=f"{s['arm']} within 15% of the best ({best['arm']})", **d))
+    out["parts"] = parts
+    key = [p["verdict"] for p in parts if p["part"].startswith(("K=2 ", "K=4 "))]
+    if best["arm"] in ("K=2", "K=4"):
+      out["verdict"] = V.HOLDS
+    else:
+      out["verdict"] = (V.HOLDS if V.HOLDS in key else
+                        V.FAILS if key and all(k == V.FAILS for k in key) else
+                        V.INCONCLUSIVE)
+    out["best_arm"] = best["arm"]
+  if "verdict" not in out:
+    out["verdict"] = V.combine([p["verdict"] for p in out["parts"]])
+  if budget == "smoke":
+    out["note"] = "smoke budget: checks the plumbing only; the verdict means nothing"
+  return out
+
+
+def _key(a: Arm) -> str:
+  return f"{a.panel}/{a.label}" if a.panel else a.label
+
+
+def write_outputs(out_dir: str, claim: str, arms: Sequence[Arm], data: dict, result: dict,
+                  commands: list[str]) -> None:
+  os.makedirs(out_dir, exist_ok=True)
+  result = dict(result, commands=commands)
+  with open(os.path.join(out_dir, "verdict.json"), "w") as f:
+    json.dump(result, f, indent=2, allow_nan=False)
+    f.write("\n")
+  with open(os.path.join(out_dir, "returns.csv"), "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["panel", "arm", "seed", "final", "auc", "max", "env_steps"])
+    for s in result["arms"].values():
+      for i, seed in enumerate(s["seeds"]):
+        w.writerow([s["panel"], s["arm"], seed, f"{s['final'][i]:.2f}",
+                    f"{s['auc'][i]:.2f}", f"{s['max'][i]:.2f}", s["env_steps"]])
+  with open(os.path.join(out_dir, "curves.csv"), "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["panel", "arm", "seed", "env_step", "eval_return"])
+    for a in arms:
+      steps, curves = data[_key(a)]
+      for seed, c in curves.items():
+        for t, r in zip(steps, c):
+          if np.isfinite(r):
+            w.writerow([a.panel, a.label, seed, int(t), f"{r:.2f}"])
+  with open(os.path.join(out_dir, "table.md"), "w") as f:
+    f.write(table_markdown(result))
+  plot(os.path.join(out_dir, "figure.png"), claim, arms, data, result)
+
+
+def table_markdown(result: dict) -> str:
+  lines = [f"Claim `{result['claim']}`, budget `{result['budget']}`: **{result['verdict']}**",
+           "", "| arm | seeds | env steps | final (mean ± sd) | per seed | max over evals "
+           "(mean) |", "| --- | --- | --- | --- | --- | --- |"]
+  for s in result["arms"].values():
+    name = f"{s['panel']} {s['arm']}".strip()
+    lines.append(f"| {name} | {len(s['seeds'])} | {s['env_steps']:,} | "
+                 f"{s['final_mean']:,.0f} ± {s['final_std']:,.0f} | "
+                 + ", ".join(f"{x:,.0f}" for x in s["final"]) +
+                 f" | {s['max_mean']:,.0f} |")
+  lines += ["", "| part | verdict | effect [95% interval] | p |", "| --- | --- | --- | --- |"]
+  for p in result["parts"]:
+    eff = (f"{p['effect']:,.0f} [{p['ci95'][0]:,.0f}, {p['ci95'][1]:,.0f}]"
+           if "effect" in p else f"mean {p['mean']:,.0f} [{p['ci95'][0]:,.0f}, "
+           f"{p['ci95'][1]:,.0f}]")
+    pval = p.get("p_greater", p.get("p", ""))
+    lines.append(f"| {p['part']} | {p['verdict']} | {eff} | "
+                 f"{pval if pval == '' else f'{pval:.3f}'} |")
+  if result.get("note"):
+    lines += ["", result["note"]]
+  return "\n".join(lines) + "\n"
+
+
+def plot(path: str, claim: str, arms: Sequence[Arm], data: dict, result: dict) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  panels = list(dict.fromkeys(a.panel for a in arms))
+  fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), dpi=110,
+                           squeeze=False)
+  colors = plt.cm.tab10(np.arange(10))
+  for ax, panel in zip(axes[0], panels):
+    for i, a in enumerate(x for x in arms if x.panel == panel):
+      steps, curves = data[_key(a)]
+      mat = np.array(list(curves.values()))
+      c = colors[i % 10]
+      for row in mat:
+        ax.plot(steps, row, color=c, lw=0.6, alpha=0.45)
+      mean = np.nanmean(mat, axis=0)
+      ax.fill_between(steps, np.nanmin(mat, axis=0), np.nanmax(mat, axis=0), color=c,
+                      alpha=0.15, lw=0)
+      s = result["arms"][_key(a)]
+      ax.plot(steps, mean, color=c, lw=2.0, label=f"{a.label} ({len(mat)} seeds, final "
+                                                   f"{s['final_mean']:,.0f})")
+    ax.set_title(panel or claim)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("deterministic evaluation return")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+  fig.suptitle(f"{claim} ({result['budget']} budget): {result['verdict']}. Mean over "
+               "seeds (thick), min-max band, each seed thin", fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected argument(s) {argv[1:]}")
+  F = flags.FLAGS
+  if F.claim is None:
+    raise app.UsageError(f"--claim is required: one of {', '.join(CLAIMS)}")
+  runs, arms = plan(F.claim, F.tasks)
+  if F.arms:
+    unknown = set(F.arms) - {a.label for a in arms}
+    if unknown:
+      raise app.UsageError(f"--arms {sorted(unknown)}: this claim's arms are "
+                           f"{sorted({a.label for a in arms})}")
+    arms = [a for a in arms if a.label in F.arms]
+    runs = [r for r in runs if r.name in {a.run for a in arms}]
+  seeds = F.seeds or (2 if F.budget == "smoke" else SEEDS[F.claim])
+  if seeds < 2:
+    raise app.UsageError(f"--seeds={seeds}: a verdict needs 2 or more seeds per arm")
+  base = os.path.abspath(os.path.join(F.runs_dir, F.budget, F.claim))
+  out_dir = F.out or base
+  commands = []
+  for r in runs:
+    cmd = [sys.executable, "-m", "experiments.run",
+           *run_flags(F.claim, F.budget, r, F.seed, seeds, os.path.join(base, r.name))]
+    commands.append(" ".join(["python"] + cmd[1:]))
+    if F.analyze_only:
+      continue
+    print(f"[reproduce {F.claim}] run {r.name}: {' '.join(cmd[3:])}", flush=True)
+    t0 = time.time()
+    rc = subprocess.run(cmd, cwd=REPO).returncode
+    if rc != 0:
+      print(f"[reproduce {F.claim}] run {r.name} exited {rc}; rerun the same command to "
+            "resume", file=sys.stderr, flush=True)
+      return rc
+    print(f"[reproduce {F.claim}] run {r.name} finished in {time.time() - t0:.0f} s",
+          flush=True)
+  data = {}
+  for a in arms:
+    data[_key(a)] = read_arm(os.path.join(base, a.run), a.setting)
+  result = analyze(F.claim, arms, data, F.budget)
+  write_outputs(out_dir, F.claim, arms, data, result, commands)
+  print(f"[reproduce {F.claim}] {F.budget} budget: {result['verdict']}; see "
+        f"{os.path.join(out_dir, 'table.md')}", flush=True)
+  for p in result["parts"]:
+    print(f"  {p['part']}: {p['verdict']}", flush=True)
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)
