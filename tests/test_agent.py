@@ -1,14 +1,15 @@
 """The learner: member equivalence under vmap, determinism, one compile, per-member
-hyperparameters, the wiring of one gradient step, and the paper's evaluation action."""
+hyperparameters, the switch from uniform to policy actions, and the paper's evaluation
+action. One gradient step is checked against a float64 reference in test_gradient_step.py."""
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
+from scipy import stats
 
-from sac_jax import agent, gmm, losses, networks, replay
+from sac_jax import agent, networks, replay
 
 OBS, ACT = 3, 2
 TINY = dict(hidden_sizes=(16, 16), batch_size=8, buffer_size=64, start_steps=10)
@@ -107,63 +108,6 @@ def test_per_member_hyperparameter_changes_only_that_member(name, value):
   assert any(changed)
 
 
-def test_gradient_step_takes_all_gradients_from_pre_update_params():
-  """One gradient step equals Adam steps on the three losses at the OLD params, then
-  V_target <- tau V_new + (1 - tau) V_target_old (Algorithm 2, lines 9-11 and 12)."""
-  cfg = agent.SACConfig(**TINY, num_components=3, reward_scale=3.0, tau=0.3, gamma=0.9,
-                        alpha=0.5, reg=0.01, lr=1e-2)
-  ag = agent.Agent(cfg, OBS, ACT)
-  state = ag.init(jax.random.PRNGKey(0))
-  # Make V_target differ from V so a wrong network in the Q target shows.
-  state = state._replace(v_target_params=jax.tree.map(lambda x: x + 0.3, state.v_params))
-  rng = np.random.default_rng(0)
-  batch = replay.Transition(
-      jnp.asarray(rng.normal(size=(8, OBS)), jnp.float32),
-      jnp.asarray(rng.uniform(-1, 1, size=(8, ACT)), jnp.float32),
-      jnp.asarray(rng.normal(size=8), jnp.float32),
-      jnp.asarray(rng.normal(size=(8, OBS)), jnp.float32),
-      jnp.asarray([0, 1, 0, 0, 1, 0, 0, 0], jnp.float32))
-  key = jax.random.PRNGKey(5)
-  new, _ = jax.jit(ag.gradient_step)(state, batch, key)
-
-  nets = ag.nets
-  out = nets.policy.apply(state.policy_params, batch.obs)
-  u = gmm.sample(key, out.logits, out.means, out.log_stds)
-  log_pi = gmm.squashed_log_prob(out.logits, out.means, out.log_stds, u)
-  q_pi = nets.q.apply(state.q_params, batch.obs, jnp.tanh(u))[0]
-  v_s = nets.v.apply(state.v_params, batch.obs)
-  v_next = nets.v.apply(state.v_target_params, batch.next_obs)
-
-  def adam_step(params, grads):
-    opt = optax.adam(1e-2)
-    upd, _ = opt.update(grads, opt.init(params), params)
-    return optax.apply_updates(params, upd)
-
-  gv = jax.grad(lambda p: 0.5 * jnp.mean((nets.v.apply(p, batch.obs)
-                                          - (q_pi - 0.5 * log_pi)) ** 2))(state.v_params)
-  target = 3.0 * batch.reward + 0.9 * (1 - batch.terminated) * v_next
-  gq = jax.grad(lambda p: 0.5 * jnp.mean((nets.q.apply(p, batch.obs, batch.action)[0]
-                                          - target) ** 2))(state.q_params)
-
-  def policy_objective(p):
-    o = nets.policy.apply(p, batch.obs)
-    lp = gmm.squashed_log_prob(o.logits, o.means, o.log_stds, u)
-    reg = 0.01 * 0.5 * (jnp.mean(o.means ** 2) + jnp.mean(o.log_stds ** 2))
-    return jnp.mean(lp * (0.5 * log_pi - q_pi + v_s)) + reg
-  gp = jax.grad(policy_objective)(state.policy_params)
-
-  expected_v = adam_step(state.v_params, gv)
-  # Adam's first step moves each weight by ~lr * sign(grad): compare to 1e-5 absolute.
-  chex.assert_trees_all_close(new.v_params, expected_v, atol=1e-5)
-  chex.assert_trees_all_close(new.q_params, adam_step(state.q_params, gq), atol=1e-5)
-  chex.assert_trees_all_close(new.policy_params, adam_step(state.policy_params, gp),
-                              atol=1e-5)
-  chex.assert_trees_all_close(
-      new.v_target_params,
-      jax.tree.map(lambda v, t: 0.3 * v + 0.7 * t, expected_v, state.v_target_params),
-      atol=1e-5)
-
-
 class _FakePolicy:
   def apply(self, params, obs):
     b = obs.shape[:-1]
@@ -210,6 +154,84 @@ def test_step_actions_are_uniform_during_start_steps_and_in_range():
   # Uniform on [-1, 1]: mean 0 (sd 0.033 for 300 draws), variance 1/3.
   assert np.all(np.abs(acts.mean(0)) < 0.15)
   assert np.all(np.abs(acts.var(0) - 1 / 3) < 0.08)
+
+
+class _FakeTwinQ:
+  """Two linear heads that rank the candidates differently: Q_0 = w_0 . a, Q_1 = w_1 . a."""
+  def apply(self, params, obs, action):
+    return jnp.moveaxis(action @ params["w"].T, -1, 0)  # [2, ...]
+
+
+def test_eval_action_takes_the_argmax_of_the_minimum_over_q_heads():
+  """Head 0 prefers component 0, head 1 component 1, their mean and max component 0; only
+  the minimum over heads (the compromise) picks component 2, the lightest one."""
+  ag = agent.Agent(agent.SACConfig(num_components=3, num_q=2), OBS, ACT)
+  ag.nets = networks.SACNetworks(policy=_FakePolicy(), q=_FakeTwinQ(), v=None)
+  modes = np.array([[0.8, 0.0], [0.0, 0.8], [0.3, 0.3]])
+  pp = {"logits": jnp.array([10.0, 0.0, -10.0]),
+        "means": jnp.asarray(np.arctanh(modes), jnp.float32)}
+  w = np.array([[3.0, 0.0], [0.0, 3.0]])
+  obs = np.zeros((4, OBS), np.float32)
+  action = jax.jit(ag.eval_action)(pp, {"w": jnp.asarray(w, jnp.float32)}, obs)
+  q = modes @ w.T                                   # [K, heads], float64 reference
+  best = np.argmax(q.min(axis=1))
+  assert best == 2
+  assert {np.argmax(q[:, 0]), np.argmax(q[:, 1]), np.argmax(q.mean(1)),
+          np.argmax(q.max(1))}.isdisjoint({best})
+  # tanh(arctanh(m)) in float32: 1e-6 absolute.
+  np.testing.assert_allclose(np.asarray(action), np.broadcast_to(modes[best], (4, 2)),
+                             atol=1e-6)
+
+
+def test_step_switches_from_uniform_to_policy_samples_when_env_steps_reach_start_steps():
+  """Real `step` calls store one transition each; the action of the call that has stored t
+  transitions acts at env step t: uniform on [-1, 1]^d for t < start_steps, a sample of the
+  policy from t = start_steps on. The policy is made very narrow (each member its own mean,
+  std e^-10 before tanh) so every action can be told apart: a uniform draw lands within
+  8 std of the policy mean with probability about 1e-7."""
+  start, m = 150, 2
+  ag = agent.Agent(agent.SACConfig(**{**TINY, "start_steps": start, "num_components": 2,
+                                      "log_std_min": -10.0}), OBS, ACT)
+  state = ag.init_members(jax.random.split(jax.random.PRNGKey(0), m))
+  mu = np.arctanh(np.array([[0.5, -0.3], [-0.6, 0.2]]))           # per member, pre-squash
+  k, d = 2, ACT
+  head = state.policy_params["params"]["Dense_0"]
+  bias = np.zeros((m, k * (1 + 2 * d)), np.float32)
+  bias[:, k:k + k * d] = np.tile(mu, (1, k))                        # both components at mu
+  bias[:, k + k * d:] = -40.0                                       # log std -> -10 (soft)
+  state.policy_params["params"]["Dense_0"] = {"kernel": jnp.zeros_like(head["kernel"]),
+                                              "bias": jnp.asarray(bias)}
+  step_fn = ag.make_step()
+  rng = np.random.default_rng(0)
+  obs = rng.normal(size=(m, OBS)).astype(np.float32)
+  tr = agent.empty_transition(m, OBS, ACT)
+  acts = []
+  for t in range(2 * start):
+    state, a, _ = step_fn(state, tr, t > 0, obs, False)  # no updates: the policy stays put
+    acts.append(np.asarray(a, np.float64))
+    tr = replay.Transition(obs, np.asarray(a), np.zeros(m, np.float32), obs,
+                           np.zeros(m, np.float32))
+  assert int(state.env_steps[0]) == 2 * start - 1
+  acts = np.stack(acts, axis=1)                                     # [m, T, d]
+  z = (np.arctanh(np.clip(acts, -1 + 1e-7, 1 - 1e-7)) - mu[:, None]) / np.exp(-10.0)
+  is_policy = np.all(np.abs(z) < 8.0, axis=-1)                      # [m, T]
+  expected = np.broadcast_to(np.arange(2 * start) >= start, is_policy.shape)
+  assert np.array_equal(is_policy, expected), (
+      f"policy-like steps per member: {[np.flatnonzero(p).tolist() for p in is_policy]}")
+  for i in range(m):
+    uni = acts[i, :start]
+    assert np.all(np.abs(uni) <= 1.0)
+    for j in range(d):
+      # Uniform on [-1, 1]: Kolmogorov-Smirnov against scipy's uniform; 150 draws, so the
+      # p-value is a fair check (a draw from [0, 1] or from the policy gives p < 1e-20).
+      ks = stats.kstest(uni[:, j], "uniform", args=(-1.0, 2.0))
+      assert ks.pvalue > 1e-3, f"member {i} dim {j}: {ks}, range {uni[:, j].min():.3f} .. "\
+                               f"{uni[:, j].max():.3f}"
+    # The policy's samples are samples, not its mode: z ~ N(0, 1) (150 draws: the mean's
+    # standard error is 0.08, the variance's 0.12; bounds at about 4 of them).
+    zi = z[i, start:]
+    assert np.all(np.abs(zi.mean(0)) < 0.35), f"member {i}: mean of z {zi.mean(0)}"
+    assert np.all(np.abs(zi.var(0) - 1.0) < 0.5), f"member {i}: variance of z {zi.var(0)}"
 
 
 def test_bad_config_values_are_refused_with_their_name():
