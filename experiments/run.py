@@ -53,7 +53,17 @@ flags.DEFINE_string("activation", "relu", "hidden activation")
 flags.DEFINE_integer("batch_size", 128, "minibatch size")
 flags.DEFINE_integer("buffer_size", 1_000_000, "replay capacity per member (transitions)")
 flags.DEFINE_integer("grad_steps", 1, "G: gradient steps per env step")
+flags.DEFINE_enum("algorithm", "sac", ["sac", "ddpg"], "sac: the paper's algorithm (and "
+                  "its options); ddpg: the paper's baseline (Lillicrap et al.; give "
+                  "experiments/flags/ddpg.flags for its settings). DDPG ignores SAC-only "
+                  "settings and says so; contradictions are refused")
 flags.DEFINE_float("lr", 3e-4, "Adam learning rate of all networks (and the temperature)")
+flags.DEFINE_float("lr_policy", None, "learning rate of the policy / actor (default --lr)")
+flags.DEFINE_float("lr_q", None, "learning rate of Q / the critic (default --lr)")
+flags.DEFINE_float("expl_noise", 0.1, "DDPG only: std of the Gaussian exploration noise "
+                   "on the [-1, 1] action")
+flags.DEFINE_float("weight_decay", 1e-2, "DDPG only: L2 weight decay of the critic's "
+                   "weight matrices")
 flags.DEFINE_float("gamma", 0.99, "discount, in [0, 1)")
 flags.DEFINE_float("tau", 0.01, "Polyak rate of the target V, in (0, 1]")
 flags.DEFINE_float("reward_scale", 1.0, "reward scale c (the inverse temperature), > 0")
@@ -62,8 +72,8 @@ flags.DEFINE_bool("auto_alpha", False, "learn the temperature toward --target_en
 flags.DEFINE_float("target_entropy", None, "target entropy for --auto_alpha "
                    "(default -act_dim)")
 flags.DEFINE_enum("policy_gradient", "likelihood_ratio",
-                  ["likelihood_ratio", "reparameterized"],
-                  "policy gradient estimator (reparameterized needs K = 1)")
+                  ["likelihood_ratio", "reparameterized", "mixture_reparameterized"],
+                  "policy gradient (reparameterized needs K = 1; mixture_reparameterized: any K)")
 flags.DEFINE_integer("num_q", 1, "Q networks: 1 (paper) or 2 (twin Q, min in the V target)")
 flags.DEFINE_float("reg", 1e-3, "policy regularization of means and log stds")
 flags.DEFINE_float("log_std_min", -5.0, "soft lower bound of the policy's log-stds (the "
@@ -78,6 +88,9 @@ flags.DEFINE_string("run_dir", None, "output directory (default runs/<env_id>-<t
 flags.DEFINE_bool("async_envs", False, "step the members' envs in subprocesses "
                   "(gymnasium AsyncVectorEnv); worth it with many members")
 flags.DEFINE_float("log_every_s", 5.0, "seconds between progress lines (0: quiet)")
+flags.DEFINE_bool("tensorboard", False, "also write TensorBoard event files to "
+                  "<run_dir>/tensorboard (per-member returns and training metrics, "
+                  "per-setting means); needs tensorboardX: pip install 'sac_jax[tensorboard]'")
 flags.DEFINE_multi_string("sweep", [], "NAME=V1,V2,...: train every value of a per-member "
                           "hyperparameter (reward_scale, alpha, tau, gamma, reg, lr, "
                           "lr_policy, lr_q, lr_v, lr_alpha) in one vmapped state; repeat "
@@ -93,13 +106,23 @@ flags.DEFINE_integer("process_id", None, "several processes: this one's index in
                      "[0, num_processes) (with --coordinator_address=HOST:PORT)")
 
 # Flags a resumed run may change; every other flag must match the run directory's.
+# Settings only one algorithm reads. DDPG ignores SAC-only ones that a flagfile sets (and
+# says so once), but refuses those whose value contradicts it (DDPG_CONTRADICTS); SAC
+# refuses DDPG-only ones that are set.
+SAC_ONLY = ("num_components", "policy_gradient", "num_q", "auto_alpha", "target_entropy",
+            "alpha", "reg", "log_std_min", "log_std_max")
+DDPG_ONLY = ("expl_noise", "weight_decay")
+DDPG_CONTRADICTS = dict(auto_alpha=(False, "DDPG has no temperature to learn"),
+                        num_q=(1, "DDPG has one critic (twin critics would be TD3)"),
+                        policy_gradient=("likelihood_ratio", "DDPG's actor is "
+                                         "deterministic and follows dQ/da"))
 RESUMABLE = ("total_env_steps", "checkpoint_every", "max_to_keep", "run_dir", "async_envs",
              "log_every_s", "num_devices", "coordinator_address", "num_processes",
-             "process_id")
+             "process_id", "tensorboard")
 # Flags that change array shapes or the graph (named as such in the refusal).
 SHAPE_CHANGING = ("env_id", "num_seeds", "num_components", "hidden_sizes", "activation",
                   "batch_size", "buffer_size", "grad_steps", "policy_gradient", "num_q",
-                  "auto_alpha", "log_std_min", "log_std_max")
+                  "auto_alpha", "log_std_min", "log_std_max", "algorithm")
 RUN_FILE = "run.json"
 FLAGS_FILE = "flags.txt"
 
@@ -129,8 +152,21 @@ def _hidden_sizes(raw) -> tuple[int, ...]:
 
 
 def sac_config_from(v: dict):
+  """The learner's config: agent.SACConfig, or ddpg.DDPGConfig with --algorithm=ddpg."""
+  if v.get("algorithm", "sac") == "ddpg":
+    from sac_jax import ddpg  # imports jax; after the cheap checks
+    lr = v["lr"]
+    return ddpg.DDPGConfig(
+        hidden_sizes=_hidden_sizes(v["hidden_sizes"]), activation=v["activation"],
+        batch_size=v["batch_size"], buffer_size=v["buffer_size"],
+        grad_steps=v["grad_steps"], start_steps=v["start_steps"],
+        lr_policy=lr if v.get("lr_policy") is None else v["lr_policy"],
+        lr_q=lr if v.get("lr_q") is None else v["lr_q"], gamma=v["gamma"], tau=v["tau"],
+        reward_scale=v["reward_scale"], expl_noise=v["expl_noise"],
+        weight_decay=v["weight_decay"])
   from sac_jax import agent  # imports jax; after the cheap checks
   return agent.SACConfig(
+      lr_policy=v.get("lr_policy"), lr_q=v.get("lr_q"),
       num_components=v["num_components"], hidden_sizes=_hidden_sizes(v["hidden_sizes"]),
       activation=v["activation"], batch_size=v["batch_size"],
       buffer_size=v["buffer_size"], grad_steps=v["grad_steps"],
@@ -141,15 +177,26 @@ def sac_config_from(v: dict):
       log_std_max=v["log_std_max"])
 
 
-# --sweep names: HParams fields, plus `lr` for all four learning rates at once.
+# --sweep names: HParams fields, plus `lr` for all the learning rates at once.
 LEARNING_RATES = ("lr_policy", "lr_q", "lr_v", "lr_alpha")
 SWEEPABLE = ("reward_scale", "alpha", "tau", "gamma", "reg", "lr") + LEARNING_RATES
+DDPG_LEARNING_RATES = ("lr_policy", "lr_q")
+DDPG_SWEEPABLE = ("reward_scale", "tau", "gamma", "expl_noise", "weight_decay", "lr",
+                  "lr_policy", "lr_q")
+
+
+def _sweepable(algorithm: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+  """(per-member names, the learning rates `lr` stands for) of an algorithm."""
+  if algorithm == "ddpg":
+    return DDPG_SWEEPABLE, DDPG_LEARNING_RATES
+  return SWEEPABLE, LEARNING_RATES
 # Names a user may try that change shapes or the graph: pointed to experiments.sweep.
 SHAPE_ALIASES = {"K": "num_components", "G": "grad_steps", "hidden": "hidden_sizes"}
 
 
-def parse_sweeps(specs) -> list[tuple[str, list[float]]]:
+def parse_sweeps(specs, algorithm: str = "sac") -> list[tuple[str, list[float]]]:
   """`--sweep` values -> [(name, values)] in the order given. Raises UsageError."""
+  SWEEPABLE, LEARNING_RATES = _sweepable(algorithm)
   out: list[tuple[str, list[float]]] = []
   for spec in specs:
     name, eq, raw = spec.partition("=")
@@ -157,6 +204,10 @@ def parse_sweeps(specs) -> list[tuple[str, list[float]]]:
     if not eq or not name:
       raise UsageError(f"--sweep {spec!r}: expected NAME=V1,V2,... e.g. "
                        "--sweep reward_scale=1,3,10")
+    if algorithm == "ddpg" and name in SAC_ONLY + ("lr_v", "lr_alpha"):
+      raise UsageError(f"--sweep {name}: {name} is a SAC setting and --algorithm=ddpg "
+                       "ignores it, so sweeping it would train identical members "
+                       "(DDPG's per-member names: " + ", ".join(SWEEPABLE) + ")")
     if name not in SWEEPABLE:
       shaped = SHAPE_ALIASES.get(name, name)
       if shaped in SHAPE_CHANGING or shaped in ("start_steps", "target_entropy"):
@@ -206,16 +257,20 @@ def member_hparams(v: dict, sac_config):
   import itertools
   from sac_jax import agent
   s = v["num_seeds"]
-  sweeps = parse_sweeps(v.get("sweep") or [])
-  base = agent.HParams.from_config(sac_config)
+  algorithm = v.get("algorithm", "sac")
+  _, LEARNING_RATES = _sweepable(algorithm)
+  sweeps = parse_sweeps(v.get("sweep") or [], algorithm)
+  learner = agent.make_agent(sac_config, 1, 1)  # builds no arrays; for its hparams rules
+  base = learner.default_hparams(1)
+  base = type(base)(*(x[0] for x in base))
   if not sweeps:
     hp = base.stack(s)
-    agent.validate_hparams(hp, auto_alpha=sac_config.auto_alpha)
+    learner.validate_hparams(hp)
     return hp, None, None
   for (n, vals) in sweeps:  # name the sweep in the refusal of a bad value
     one = base.stack(len(vals), **{f: vals for f in (LEARNING_RATES if n == "lr" else (n,))})
     try:
-      agent.validate_hparams(one, auto_alpha=sac_config.auto_alpha)
+      learner.validate_hparams(one)
     except ValueError as e:
       raise ValueError(f"--sweep {n}: {e}") from None
   grid = list(itertools.product(*(vals for _, vals in sweeps)))
@@ -231,14 +286,14 @@ def member_hparams(v: dict, sac_config):
         for field in (LEARNING_RATES if n == "lr" else (n,)):
           overrides.setdefault(field, []).append(x)
   hp = base.stack(m, **overrides)
-  agent.validate_hparams(hp, auto_alpha=sac_config.auto_alpha)
+  learner.validate_hparams(hp)
   return hp, tuple(columns), tuple(seeds)
 
 
 def num_members(v: dict) -> int:
   """Members of the run: the sweep grid's size times num_seeds."""
   n = v["num_seeds"]
-  for _, vals in parse_sweeps(v.get("sweep") or []):
+  for _, vals in parse_sweeps(v.get("sweep") or [], v.get("algorithm", "sac")):
     n *= len(vals)
   return n
 
@@ -274,7 +329,8 @@ def validate(v: dict):
   need(v["max_to_keep"] >= 1, f"max_to_keep={v['max_to_keep']}: must be >= 1")
   need(v["num_devices"] >= 0, f"num_devices={v['num_devices']}: must be >= 0 (0: all)")
   _hidden_sizes(v["hidden_sizes"])
-  parse_sweeps(v.get("sweep") or [])
+  check_algorithm_flags(v)
+  parse_sweeps(v.get("sweep") or [], v.get("algorithm", "sac"))
   from sac_jax import parallel  # imports jax; initializes nothing
   try:
     parallel.check_distributed_flags(v["coordinator_address"], v["num_processes"],
@@ -299,6 +355,32 @@ def validate(v: dict):
       member_columns=member_columns, member_seeds=member_seeds,
       num_devices=v["num_devices"])
   return sac_config, hparams, lc
+
+
+def _show(x) -> str:
+  return ",".join(map(str, x)) if isinstance(x, (list, tuple)) else str(x)
+
+
+def _present(name: str) -> bool:
+  """Whether the flag was given (on the command line or in a flagfile)."""
+  return name in FLAGS and FLAGS[name].present > 0
+
+
+def check_algorithm_flags(v: dict) -> list[str]:
+  """Refuses settings that contradict --algorithm; returns the SAC-only flags that a DDPG
+  run was given and ignores (for a one-time note)."""
+  algorithm = v.get("algorithm", "sac")
+  if algorithm == "sac":
+    for name in DDPG_ONLY:  # at its default it changes nothing (flags.txt holds them all)
+      if _present(name) and v[name] != FLAGS[name].default:
+        raise UsageError(f"--{name} applies to --algorithm=ddpg only; this run is SAC "
+                         "(drop the flag, or add --algorithm=ddpg)")
+    return []
+  for name, (ok, why) in DDPG_CONTRADICTS.items():
+    if v[name] != ok:
+      raise UsageError(f"--algorithm=ddpg contradicts --{name}={v[name]}: {why} (drop "
+                       f"--{name}, or the flagfile that sets it)")
+  return [n for n in SAC_ONLY if _present(n)]
 
 
 def check_devices(v: dict, lc) -> list:
@@ -383,22 +465,24 @@ def main(argv):
     v["run_dir"] = default_run_dir(v["env_id"])
     FLAGS.run_dir = v["run_dir"]
   sac_config, hparams, lc = validate(v)
+  ignored = check_algorithm_flags(v)
 
   import jax
-  from sac_jax import loop, parallel
+  from sac_jax import loop, parallel, recorders
   parallel.initialize_distributed(v["coordinator_address"], v["num_processes"],
                                   v["process_id"])
   devices = check_devices(v, lc)
   primary = jax.process_index() == 0
   prepare_run_dir(v)
-  done = loop.completed_steps(v["run_dir"])
+  done = recorders.completed_steps(v["run_dir"])
   # Every process has read the run directory before process 0 writes to it.
   parallel.barrier("sac_jax.run.prepared")
   if done >= v["total_env_steps"]:
-    s = loop.finalize(sac_config, lc)
+    s = recorders.finalize(sac_config, lc) or {}
     if primary:
       print(f"[{v['env_id']}] run in {v['run_dir']} is complete ({done} env steps per "
-            f"member; final return mean {loop._num(s['final_return_mean'])}); nothing to "
+            f"member; final return mean {recorders._num(s.get('final_return_mean'))}); "
+            "nothing to "
             f"do. Curves: {os.path.join(v['run_dir'], 'curves.png')}", flush=True)
     return 0
   if primary:
@@ -412,8 +496,17 @@ def main(argv):
           f"member(s){grid}{where}, {v['total_env_steps']} env steps each, in "
           f"{v['run_dir']} (curves: {os.path.join(v['run_dir'], 'curves.png')})",
           flush=True)
+    if ignored:
+      print(f"[{v['env_id']}] --algorithm=ddpg ignores the SAC-only setting(s) "
+            + ", ".join(f"--{n}={_show(v[n])}" for n in ignored)
+            + " (given by a flag or flagfile)", flush=True)
+  # The run directory (files, checkpoints, signals) and the progress line, from the flags.
+  recs = recorders.defaults(lc)
+  if v["tensorboard"]:
+    from sac_jax import tensorboard
+    recs.append(tensorboard.TensorBoard(os.path.join(v["run_dir"], "tensorboard")))
   try:
-    loop.train(sac_config, lc, hparams)
+    loop.train(sac_config, lc, hparams, recorders=recs)
   except loop.Interrupted as e:
     print(f"[{v['env_id']}] interrupted by {e.args[0]}: checkpoint written; rerun the same "
           "command to resume", file=sys.stderr, flush=True)

@@ -20,7 +20,7 @@ import optax
 
 from sac_jax import gmm, losses, networks, replay
 
-POLICY_GRADIENTS = ("likelihood_ratio", "reparameterized")
+POLICY_GRADIENTS = ("likelihood_ratio", "reparameterized", "mixture_reparameterized")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +45,8 @@ class SACConfig:
   log_std_max: float = networks.LOG_STD_MAX
   # Per-member hyperparameters: these are the defaults every member starts from.
   lr: float = 3e-4
+  lr_policy: float | None = None    # None: lr
+  lr_q: float | None = None         # None: lr
   gamma: float = 0.99
   tau: float = 0.01
   reward_scale: float = 1.0
@@ -78,7 +80,8 @@ def validate_config(c: SACConfig) -> None:
        f"policy_gradient={c.policy_gradient!r}: must be one of {POLICY_GRADIENTS}")
   need(c.policy_gradient != "reparameterized" or c.num_components == 1,
        f"policy_gradient='reparameterized' needs num_components=1, got "
-       f"{c.num_components} (use likelihood_ratio for a mixture)")
+       f"{c.num_components} (use likelihood_ratio or mixture_reparameterized for a "
+       "mixture)")
   need(c.num_q in (1, 2), f"num_q={c.num_q}: must be 1 or 2")
   need(math.isfinite(c.log_std_min) and math.isfinite(c.log_std_max)
        and c.log_std_min < c.log_std_max,
@@ -102,7 +105,8 @@ class HParams(NamedTuple):
   @classmethod
   def from_config(cls, c: SACConfig) -> "HParams":
     return cls(reward_scale=c.reward_scale, alpha=c.alpha, tau=c.tau, gamma=c.gamma,
-               reg=c.reg, lr_policy=c.lr, lr_q=c.lr, lr_v=c.lr, lr_alpha=c.lr)
+               reg=c.reg, lr_policy=c.lr if c.lr_policy is None else c.lr_policy,
+               lr_q=c.lr if c.lr_q is None else c.lr_q, lr_v=c.lr, lr_alpha=c.lr)
 
   def stack(self, num_members: int, **overrides: Sequence[float]) -> "HParams":
     """[M] float32 arrays: the defaults, with `overrides` giving per-member values."""
@@ -119,15 +123,22 @@ class HParams(NamedTuple):
         raise ValueError(f"{name} has {v.shape[0]} values, expected one per member "
                          f"({num_members})")
       cols[name] = v
-    return HParams(**cols)
+    return type(self)(**cols)
 
 
-def validate_hparams(h: HParams, auto_alpha: bool = False) -> None:
+def hparam_checker(h: Any) -> Callable[[str, Callable, str], None]:
+  """check(name, ok, allowed): ValueError naming the first value of field `name` of the
+  hyperparameters `h` (scalars or [M]) for which ok(values) is False."""
   def check(name, ok, allowed):
     v = np.asarray(getattr(h, name), np.float64)
     bad = v[~ok(v)] if v.ndim else (v if not ok(v) else None)
     if bad is not None and np.size(bad):
       raise ValueError(f"{name}={np.ravel(bad)[0]:g}: must be {allowed}")
+  return check
+
+
+def validate_hparams(h: HParams, auto_alpha: bool = False) -> None:
+  check = hparam_checker(h)
   check("gamma", lambda g: (g >= 0) & (g < 1), "in [0, 1)")
   check("tau", lambda t: (t > 0) & (t <= 1), "in (0, 1]")
   check("reward_scale", lambda c: (c > 0) & np.isfinite(c), "> 0")
@@ -154,12 +165,33 @@ class TrainState(NamedTuple):
   key: jax.Array              # PRNG key
   env_steps: jax.Array        # shape=(), int32: transitions stored so far
   grad_steps: jax.Array       # shape=(), int32: gradient steps taken so far
+  diverged_at: jax.Array      # shape=(), int32: env step at which a non-finite value froze
+                              # this member (Agent.step); -1 while it is healthy
 
 
-def _adam(lr) -> optax.GradientTransformation:
+def adam(lr) -> optax.GradientTransformation:
   # inject_hyperparams keeps the learning rate in the optimizer state, so each member
   # carries its own and `update` reads it from there.
   return optax.inject_hyperparams(optax.adam)(learning_rate=lr)
+
+
+_adam = adam
+
+
+def apply_adam(grads: Any, opt_state: Any, params: Any) -> tuple[Any, Any]:
+  """One Adam step with the learning rate held in `opt_state` -> (params, opt_state)."""
+  updates, opt_state = adam(0.0).update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), opt_state
+
+
+def make_agent(config: Any, obs_dim: int, act_dim: int) -> "Agent":
+  """The learner for a config: SACConfig -> Agent, ddpg.DDPGConfig -> ddpg.DDPGAgent."""
+  if isinstance(config, SACConfig):
+    return Agent(config, obs_dim, act_dim)
+  from sac_jax import ddpg  # ddpg imports this module
+  if isinstance(config, ddpg.DDPGConfig):
+    return ddpg.DDPGAgent(config, obs_dim, act_dim)
+  raise TypeError(f"no learner for a config of type {type(config).__name__}")
 
 
 class Agent:
@@ -201,7 +233,8 @@ class Agent:
         replay=replay.init(c.buffer_size, self.obs_dim, self.act_dim),
         key=key,
         env_steps=jnp.zeros((), jnp.int32),
-        grad_steps=jnp.zeros((), jnp.int32))
+        grad_steps=jnp.zeros((), jnp.int32),
+        diverged_at=jnp.full((), -1, jnp.int32))
 
   def init_members(self, keys: jax.Array, hparams: HParams | None = None,
                    sharding: jax.sharding.Sharding | None = None) -> TrainState:
@@ -213,11 +246,18 @@ class Agent:
     every process).
     """
     m = keys.shape[0]
-    h = hparams if hparams is not None else HParams.from_config(self.config).stack(m)
-    validate_hparams(h, auto_alpha=self.config.auto_alpha)
+    h = hparams if hparams is not None else self.default_hparams(m)
+    self.validate_hparams(h)
     kw = {} if sharding is None else dict(out_shardings=sharding)
     return jax.jit(jax.vmap(self.init), **kw)(
-        np.asarray(keys), HParams(*(np.asarray(x, np.float32) for x in h)))
+        np.asarray(keys), type(h)(*(np.asarray(x, np.float32) for x in h)))
+
+  def default_hparams(self, num_members: int) -> HParams:
+    """[M] hyperparameters, every member at the config's values."""
+    return HParams.from_config(self.config).stack(num_members)
+
+  def validate_hparams(self, h: HParams) -> None:
+    validate_hparams(h, auto_alpha=self.config.auto_alpha)
 
   # ---------------------------------------------------------------- pieces
   def alpha(self, state: TrainState) -> jax.Array:
@@ -239,6 +279,12 @@ class Agent:
     if c.policy_gradient == "reparameterized":
       eps = jax.random.normal(key, out.means.shape[:-2] + out.means.shape[-1:])
       u = out.means[..., 0, :] + jnp.exp(out.log_stds[..., 0, :]) * eps
+    elif c.policy_gradient == "mixture_reparameterized":
+      # The V target and the temperature use ONE sampled action per state, as in the other
+      # branches; only the policy loss sums over the K components, each with its own eps_k.
+      k_sample, k_eps = jax.random.split(key)
+      u = gmm.sample(k_sample, out.logits, out.means, out.log_stds)
+      eps = jax.random.normal(k_eps, out.means.shape)  # [B, K, d]
     else:
       u = gmm.sample(key, out.logits, out.means, out.log_stds)
     u = jax.lax.stop_gradient(u)
@@ -258,6 +304,12 @@ class Agent:
     if c.policy_gradient == "reparameterized":
       q_fn = lambda o, a: self._q_min(qp, o, a)
       p_grad_fn = jax.value_and_grad(losses.reparameterized_policy_loss, has_aux=True)
+      (_, p_metrics), p_grads = p_grad_fn(pp, nets.policy.apply, q_fn, batch.obs, eps,
+                                          alpha, h.reg)
+    elif c.policy_gradient == "mixture_reparameterized":
+      q_fn = lambda o, a: self._q_min(qp, o, a)
+      p_grad_fn = jax.value_and_grad(losses.mixture_reparameterized_policy_loss,
+                                     has_aux=True)
       (_, p_metrics), p_grads = p_grad_fn(pp, nets.policy.apply, q_fn, batch.obs, eps,
                                           alpha, h.reg)
     else:
@@ -312,6 +364,10 @@ class Agent:
     out = self.nets.policy.apply(policy_params, obs)
     return jnp.tanh(gmm.sample(key, out.logits, out.means, out.log_stds))
 
+  def explore(self, state: TrainState, obs: jax.Array, key: chex.PRNGKey) -> jax.Array:
+    """The action taken in the training env after start_steps: a policy sample."""
+    return self.sample_action(state.policy_params, obs, key)
+
   def eval_action(self, policy_params, q_params, obs: jax.Array) -> jax.Array:
     """The paper's deterministic action: tanh(mu_k*), k* = argmax_k Q(s, tanh(mu_k(s)))."""
     out = self.nets.policy.apply(policy_params, obs)
@@ -334,6 +390,12 @@ class Agent:
     than `start_steps` transitions are stored, a policy sample after. `has_transition` and
     `do_update` are scalars shared by all members (unbatched under vmap, so the
     `lax.cond` stays a real branch).
+
+    Divergence: if the metrics, the new params or the policy's action are not all finite,
+    the member is frozen: its params and optimizer states keep their values from before
+    this call (a `jnp.where` on those subtrees only, never on the replay buffer), its
+    `diverged_at` becomes the env step, and its action is zeros from then on (a vector
+    env cannot skip one sub-env). A frozen member never thaws; the others are untouched.
     """
     c = self.config
     state = state._replace(
@@ -342,14 +404,36 @@ class Agent:
 
     template = jax.eval_shape(lambda s: self.update(s, c.grad_steps)[1], state)
     zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), template)
-    state, metrics = jax.lax.cond(
+    new, metrics = jax.lax.cond(
         do_update, lambda s: self.update(s, c.grad_steps), lambda s: (s, zeros), state)
 
-    key, k_act, k_uni = jax.random.split(state.key, 3)
-    policy_a = self.sample_action(state.policy_params, obs, k_act)
+    key, k_act, k_uni = jax.random.split(new.key, 3)
+    policy_a = self.explore(new, obs, k_act)
     uniform_a = jax.random.uniform(k_uni, policy_a.shape, minval=-1.0, maxval=1.0)
-    action = jnp.where(state.env_steps < c.start_steps, uniform_a, policy_a)
-    return state._replace(key=key), action, metrics
+    action = jnp.where(new.env_steps < c.start_steps, uniform_a, policy_a)
+
+    healthy = state.diverged_at < 0
+    finite = self._all_finite((metrics, policy_a) + self._learned(new))
+    keep = healthy & finite
+    learned = jax.tree.map(lambda a, b: jnp.where(keep, a, b), self._learned(new),
+                           self._learned(state))
+    new = new._replace(**dict(zip(self.LEARNED, learned)), key=key, diverged_at=jnp.where(
+        healthy & ~finite, state.env_steps, state.diverged_at))
+    return new, jnp.where(keep, action, jnp.zeros_like(action)), metrics
+
+  # The TrainState fields a diverged member freezes (params, optimizer states, counters).
+  LEARNED = ("policy_params", "q_params", "v_params", "v_target_params", "policy_opt_state",
+             "q_opt_state", "v_opt_state", "log_alpha", "alpha_opt_state", "grad_steps")
+
+  def _learned(self, state: TrainState) -> tuple:
+    return tuple(getattr(state, f) for f in self.LEARNED)
+
+  @staticmethod
+  def _all_finite(tree: Any) -> jax.Array:
+    """One bool: every floating leaf of `tree` is finite (a reduction per leaf)."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+              if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
   def ready_to_update(self, env_steps: int) -> bool:
     """Host-side rule for `do_update`: past start_steps and a full batch stored."""

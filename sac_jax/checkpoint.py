@@ -5,18 +5,29 @@ items: `tree` (any pytree of arrays: the TrainState with params, optimizer state
 buffers, PRNG keys and counters, plus the transition not yet stored) and `host` (a JSON dict:
 evaluation counter, wall time, ...). Orbax writes to a temporary directory and renames it
 when complete, so a kill at any moment leaves either the old or the new checkpoint, never a
-torn one. Saves are synchronous: the step function donates its state, so the arrays must be
-written before the next step runs.
+torn one; the temporary directory such a kill leaves behind (a whole checkpoint's worth of
+disk) is removed when the manager is next created (`cleanup_tmp_directories`). Saves are
+synchronous: the step function donates its state, so the arrays must be written before the
+next step runs.
+
+A checkpoint that cannot be read (a damaged file: a disk fault, a copy cut short) does not
+make the run unresumable: `restore_latest` warns, moves it aside to
+`<directory>.corrupt/<step>` and falls back to the one before.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import warnings
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+
+from sac_jax import parallel
 
 # Orbax logs every save at INFO through absl; keep the run's stdout for progress lines.
 logging.getLogger("absl").setLevel(logging.WARNING)
@@ -27,10 +38,21 @@ class Checkpointer:
 
   def __init__(self, directory: str, max_to_keep: int = 2):
     self.directory = os.path.abspath(directory)
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                           enable_async_checkpointing=False)
+    self.max_to_keep = max_to_keep
+    self._open()
+
+  def _open(self) -> None:
+    options = ocp.CheckpointManagerOptions(max_to_keep=self.max_to_keep, create=True,
+                                           enable_async_checkpointing=False,
+                                           cleanup_tmp_directories=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_names=("tree", "host"))
+    # The cleanup runs in a background thread that orbax awaits only in save(); wait for
+    # it here so the directory is clean before anything lists or reads it.
+    getattr(self._manager, "_maybe_await_cleanup_tmp_directory", lambda: None)()
+
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -53,8 +75,51 @@ class Checkpointer:
         host=ocp.args.JsonRestore()))
     return dict(out.host)
 
+  def restore_latest(self, like: Any) -> tuple[int, Any, dict] | None:
+    """The newest checkpoint that can be read, as (step, tree, host); None if there is none.
+
+    A checkpoint that fails to restore is warned about and moved aside
+    (`<directory>.corrupt/<step>`), then the one before is tried. With several processes
+    they agree (an allgather of each one's success) before anything is moved.
+    """
+    while True:
+      step = self.latest_step()
+      if step is None:
+        return None
+      try:
+        tree, host = self.restore(step, like)
+        error = None
+      except Exception as e:  # noqa: BLE001 - any unreadable checkpoint
+        tree, host, error = None, None, e
+      failed = parallel.allgather(np.array([error is not None], np.int32))
+      if not failed.any():
+        return int(step), tree, host
+      self.quarantine(step, error)
+
+  def quarantine(self, step: int, error: BaseException | None) -> None:
+    """Moves checkpoint `step` out of the manager's directory (process 0), with a warning."""
+    aside = self.directory + ".corrupt"
+    why = f"{type(error).__name__}: {str(error)[:300]}" if error is not None else (
+        "another process could not read it")
+    warnings.warn(f"checkpoint {os.path.join(self.directory, str(step))} cannot be "
+                  f"restored ({why}); moved to {aside}/ and falling back to the previous "
+                  "checkpoint", CheckpointWarning, stacklevel=3)
+    self._manager.close()
+    if jax.process_index() == 0:
+      os.makedirs(aside, exist_ok=True)
+      target = os.path.join(aside, str(step))
+      if os.path.exists(target):
+        shutil.rmtree(target)
+      os.replace(os.path.join(self.directory, str(step)), target)
+    parallel.barrier(f"sac_jax.checkpoint.quarantine.{step}")
+    self._open()
+
   def close(self) -> None:
     self._manager.close()
+
+
+class CheckpointWarning(UserWarning):
+  """A checkpoint could not be read and was set aside."""
 
 
 def _abstract(x):

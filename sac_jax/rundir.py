@@ -5,7 +5,7 @@
     metrics.csv    one row per (evaluation point, member)
     checkpoints/   orbax checkpoints (sac_jax.checkpoint)
     curves.png     evaluation return against env steps
-    summary.json   final and best returns per member, wall time, SPS
+    summary.json   final and best returns per member, wall time, SPS, diverged members
     processes/     with several processes: metrics.<p>.csv, process p's own rows, merged
                    into metrics.csv by process 0 at every evaluation
 
@@ -13,6 +13,10 @@ Whole files are written to a temporary file in the same directory, fsynced, then
 place with `os.replace`. metrics.csv grows by appending one evaluation's rows with
 flush + fsync; on resume it is truncated to the checkpoint's env step and rewritten
 atomically, so a kill between the append and the checkpoint neither loses nor doubles a row.
+A kill in the middle of an append leaves a last line without its newline: reading drops
+it (and the resume's rewrite removes it). An empty cell means "no value" (a member that
+diverged, a training metric before the first update); JSON files are strict (NaN and
+infinities are written as null).
 """
 
 from __future__ import annotations
@@ -62,8 +66,23 @@ def file_mode() -> int:
   return 0o666 & ~mask
 
 
+def strict_json(obj: Any) -> Any:
+  """`obj` with every non-finite float (and numpy scalar) replaced by a JSON-safe value."""
+  if isinstance(obj, dict):
+    return {k: strict_json(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [strict_json(v) for v in obj]
+  if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:  # numpy scalar
+    obj = obj.item()
+  if isinstance(obj, float) and not math.isfinite(obj):
+    return None
+  return obj
+
+
 def write_json(path: str, obj: Any) -> None:
-  atomic_write(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+  """Strict JSON (NaN and infinities become null), atomically."""
+  atomic_write(path, json.dumps(strict_json(obj), indent=2, sort_keys=True,
+                                allow_nan=False) + "\n")
 
 
 def check_writable(run_dir: str) -> None:
@@ -77,7 +96,11 @@ def check_writable(run_dir: str) -> None:
 
 
 def _fmt(v) -> str:
+  if v is None:
+    return ""
   if isinstance(v, float):
+    if math.isnan(v):
+      return ""  # no value
     return repr(v) if math.isfinite(v) else str(v)
   return str(v)
 
@@ -91,14 +114,18 @@ class MetricsCSV:
     self.columns = list(columns)
 
   def read(self, check_header: bool = False) -> list[dict[str, str]]:
+    """The complete rows; a last line without its newline (a kill mid-append) is dropped."""
     if not os.path.exists(self.path):
       return []
     with open(self.path, newline="") as f:
-      reader = csv.DictReader(f)
-      if check_header and reader.fieldnames not in (None, self.columns):
-        raise ValueError(f"{self.path} has columns {reader.fieldnames}, expected "
-                         f"{self.columns}")
-      return list(reader)
+      text = f.read()
+    if not text.endswith("\n"):
+      text = text[:text.rfind("\n") + 1]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if check_header and reader.fieldnames not in (None, self.columns):
+      raise ValueError(f"{self.path} has columns {reader.fieldnames}, expected "
+                       f"{self.columns}")
+    return list(reader)
 
   def write(self, rows: Iterable[dict]) -> None:
     """Replaces the file with a header and `rows`, atomically."""
@@ -125,6 +152,9 @@ class MetricsCSV:
     return len(kept)
 
   def append(self, rows: Sequence[dict]) -> None:
+    if not os.path.exists(self.path) or os.path.getsize(self.path) == 0:
+      self.write(rows)  # with the header
+      return
     with open(self.path, "a", newline="") as f:
       f.write(self._render(rows, header=False))
       f.flush()

@@ -111,7 +111,7 @@ def test_flagfiles_nest_and_later_flags_override(tmp_path):
 def test_paper_flagfiles_parse_with_the_documented_values(tmp_path):
   """Each paper flagfile resolves (nested include) and passes validation; checked by
   breaking only the run dir so nothing runs."""
-  expected = {"halfcheetah": ("HalfCheetah-v5", 1.0), "hopper": ("Hopper-v5", 1.0),
+  expected = {"halfcheetah": ("HalfCheetah-v5", 10.0), "hopper": ("Hopper-v5", 1.0),
               "walker2d": ("Walker2d-v5", 3.0), "ant": ("Ant-v5", 3.0),
               "humanoid": ("Humanoid-v5", 3.0),
               "humanoidstandup": ("HumanoidStandup-v5", 100.0)}
@@ -182,3 +182,35 @@ def test_unwritable_run_dir(tmp_path):
   proc = run_cli("--env_id=Pendulum-v1", f"--run_dir={run_dir}", timeout=60)
   assert proc.returncode != 0 and "Traceback" not in proc.stderr
   assert str(run_dir) in proc.stderr and "not writable" in proc.stderr, proc.stderr
+
+
+def test_a_member_that_diverges_is_frozen_reported_and_ranked_last(tmp_path):
+  """reward_scale=3e38 overflows member 1's Q target in float32 at its first update: the
+  run goes on, member 1 is announced once, marked in metrics.csv, listed in a strict
+  summary.json and ranked last; member 0 trains on. With --tensorboard."""
+  run_dir = str(tmp_path / "run")
+  args = [a for a in TINY if not a.startswith("--num_seeds")] + [
+      "--num_seeds=1", "--sweep=reward_scale=1,3e38", "--total_env_steps=200",
+      "--eval_every=100", "--tensorboard", f"--run_dir={run_dir}"]
+  proc = run_cli(*args)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  assert "Traceback" not in proc.stderr
+  assert proc.stderr.count("member 1 (reward_scale=3e+38) diverged at env step 100") == 1, \
+      proc.stderr
+  assert "(1 of 2 diverged, not in the mean)" in proc.stdout, proc.stdout
+  rows = read_rows(run_dir)
+  assert [(r["member"], r["diverged_at_step"], r["eval_return"] == "") for r in rows] == [
+      ("0", "", False), ("1", "", False), ("0", "", False), ("1", "100", True)]
+
+  def refuse(name):
+    raise ValueError(f"non-strict JSON: {name}")
+  summary = json.loads(open(os.path.join(run_dir, "summary.json")).read(),
+                       parse_constant=refuse)
+  assert summary["num_diverged"] == 1 and summary["diverged"][0]["member"] == 1
+  assert [(s["setting"], s["num_diverged"]) for s in summary["settings"]] == [
+      ("reward_scale=1", 0), ("reward_scale=3e+38", 1)]
+  assert summary["final_return_mean"] == float(rows[2]["eval_return"])
+  assert os.path.getsize(os.path.join(run_dir, "curves.png")) > 10_000
+  # --tensorboard: event files beside (their content: tests/test_tensorboard.py).
+  events = os.listdir(os.path.join(run_dir, "tensorboard"))
+  assert events and all(e.startswith("events.out.tfevents.") for e in events), events
