@@ -8,33 +8,42 @@ Claims (paper section 5; the task flagfiles carry the reward scales calibrated o
     tasks        every task flagfile learns: the paper configuration (and, as a second
                  line, the later SAC of modern.flags) on HalfCheetah, Hopper, Walker2d and
                  Ant; holds per task when the mean final return over seeds reaches the
-                 issue's bar (HalfCheetah 3,500, Hopper 1,500, Walker2d 1,000, Ant 1,000).
-    hard         alpha = 0 ("hard", no entropy) against the soft setting on HalfCheetah,
-                 both in one process (--sweep=alpha=0,1); direction: soft is higher, by
-                 more than 20% of the soft arm's mean.
+                 bar (HalfCheetah 3,500, Hopper 1,500, Walker2d 1,000, Ant 1,000), judged
+                 by the bootstrap interval of the mean.
+    sac_vs_ddpg  SAC (paper configuration, G = 1) against DDPG (ddpg.flags, G = 1; and
+                 G = 4 on HalfCheetah) on each task; direction: SAC's final return and area
+                 under the curve are higher.
+    seeds        per-seed curves of SAC and DDPG on HalfCheetah (the paper's Figure 2);
+                 direction: SAC's spread of final returns across seeds is smaller.
+    hard         alpha = 0 ("hard", no entropy) against the soft setting on HalfCheetah;
+                 direction: soft is higher, by more than 20% of the soft arm's mean.
     grad_steps   G = 1, 4, 16 gradient steps per env step on HalfCheetah; direction: more
                  steps, higher final return at equal env steps (G4 > G1 and G16 > G4).
     components   K = 1, 2, 4, 8 mixture components on HalfCheetah; the paper's claim is
-                 near-equivalence, tested as "K = 2 or K = 4 is within 15% of the best arm's
-                 mean final return" (bootstrap interval of the gap against that margin).
+                 near-equivalence, tested as "the best arm is K = 2 or 4, or K = 2 or K = 4
+                 is within 15% of the best arm's mean final return" (bootstrap interval of
+                 the gap against that margin).
 
-(The DDPG claims, sac_vs_ddpg and seeds, need --algorithm=ddpg, which does not exist yet.)
+Runs are shared between claims: a run is named by what it trains (e.g. halfcheetah-paper,
+the SAC arm of five claims), and arms are compared at equal env steps (curves cut at the
+shortest arm's horizon: G = 4 and 16 run 100k steps at the cpu budget, the rest 300k).
 
 Budgets: `smoke` (tiny networks, a few hundred steps: checks the plumbing in a minute or
 two; its verdicts mean nothing), `cpu` (what a 2-core CPU does in hours; steps per claim in
 CPU_STEPS), `paper` (the task flagfiles' budgets, 1M-3M steps: a GPU's work).
 
-Protocol: fresh seeds (--seed=100 onward; the calibration used 0 and 1), 5 seeds per arm
-(3 for `tasks`), deterministic evaluation (the best-Q component) of 5 episodes every 5,000
+Protocol: fresh seeds (--first_seed=100 onward; the calibration used 0 and 1), 5 seeds per arm,
+deterministic evaluation (the best-Q component) of 5 episodes every 5,000
 env steps, replay sized to the budget. Per seed: final return = the mean of the last 3
 evaluations, AUC = the mean over all evaluations, max = the best evaluation (the TD3
 paper's statistic). Verdicts: experiments/verdict.py (exact permutation tests, bootstrap
 intervals; "holds", "does not hold" or "inconclusive at this budget", never forced).
 
-Every run is an `experiments.run` process with its own run directory under --runs_dir, so
-rerunning the same command resumes unfinished runs from their checkpoints and skips
-finished ones. Outputs in --out (default <runs_dir>/<budget>/<claim>): figure.png,
-table.md, verdict.json, returns.csv (per seed), curves.csv (every evaluation).
+Every run is an `experiments.run` process with its own run directory
+<runs_dir>/<budget>/<run>, so rerunning the same command resumes unfinished runs from their
+checkpoints and skips finished ones. Outputs in --out (default
+<runs_dir>/<budget>/claims/<claim>): figure.png, table.md, verdict.json, returns.csv (per
+seed: final, AUC, max) and curves.csv (every evaluation).
 """
 
 from __future__ import annotations
@@ -60,68 +69,85 @@ FLAGS_DIR = os.path.join("experiments", "flags")
 
 TASKS = ("halfcheetah", "hopper", "walker2d", "ant")
 THRESHOLDS = dict(halfcheetah=3500.0, hopper=1500.0, walker2d=1000.0, ant=1000.0)
-CLAIMS = ("tasks", "hard", "grad_steps", "components")
+CLAIMS = ("tasks", "sac_vs_ddpg", "seeds", "hard", "grad_steps", "components")
 BUDGETS = ("smoke", "cpu", "paper")
-CPU_STEPS = dict(tasks=300_000, hard=200_000, grad_steps=100_000, components=200_000)
-SEEDS = dict(tasks=3, hard=5, grad_steps=5, components=5)
+# cpu budget: env steps per run. "long" runs are shared by several claims (the paper
+# configuration of a task is the SAC arm of tasks, sac_vs_ddpg, seeds, hard, and the K = 4
+# and G = 1 arms); G = 4 and G = 16 cost 4x and 16x the updates, so they stop at "short".
+CPU_STEPS = dict(long=300_000, short=100_000)
+SEEDS = 5
 LAST_EVALS = 3
 SMOKE = ["--total_env_steps=300", "--start_steps=100", "--batch_size=16",
          "--hidden_sizes=16,16", "--eval_every=100", "--eval_episodes=1",
          "--buffer_size=300", "--checkpoint_every=0"]
+DDPG = f"--flagfile={FLAGS_DIR}/ddpg.flags"
 
 flags.DEFINE_enum("claim", None, CLAIMS, "the claim to rerun")
 flags.DEFINE_enum("budget", "cpu", BUDGETS, "smoke | cpu | paper")
 flags.DEFINE_string("runs_dir", "runs/reproduce", "where the runs go (<runs_dir>/<budget>/"
-                    "<claim>/<run>)")
-flags.DEFINE_string("out", None, "figure, table and verdict (default: the claim's runs dir)")
-flags.DEFINE_integer("seed", 100, "first seed; arms use seed .. seed + seeds - 1")
-flags.DEFINE_integer("seeds", None, "seeds per arm (default 5; 3 for tasks; 2 for smoke)")
-flags.DEFINE_list("tasks", list(TASKS), "tasks of the `tasks` claim")
+                    "<run>; claims share runs with equal flags)")
+flags.DEFINE_string("out", None, "figure, table and verdict (default: <runs_dir>/<budget>/"
+                    "claims/<claim>)")
+flags.DEFINE_integer("first_seed", 100, "arms use seeds first_seed .. first_seed + "
+                     "seeds - 1")
+flags.DEFINE_integer("seeds", None, f"seeds per arm (default {SEEDS}; 2 for smoke)")
+flags.DEFINE_list("tasks", list(TASKS), "tasks of the `tasks` and `sac_vs_ddpg` claims")
 flags.DEFINE_list("arms", None, "only these arms (default all), e.g. --arms=paper")
 flags.DEFINE_bool("analyze_only", False, "do not run anything: analyze the runs there are")
 
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-  """One experiments.run process."""
+  """One experiments.run process; its name is its run directory (unique across claims)."""
   name: str
   task: str
   flags: tuple[str, ...] = ()
+  length: str = "long"   # CPU_STEPS key
 
 
 @dataclasses.dataclass(frozen=True)
 class Arm:
-  """A group of seeds: the members of `run` (with `setting`, one setting of its sweep)."""
+  """A group of seeds: the members of one run."""
   label: str
-  run: str
-  setting: str | None = None
+  run: Run
   panel: str = ""
 
 
-def plan(claim: str, tasks: Sequence[str] = TASKS) -> tuple[list[Run], list[Arm]]:
-  """The runs and arms of a claim."""
+def _paper(t: str) -> Run:
+  return Run(f"{t}-paper", t)
+
+
+def plan(claim: str, tasks: Sequence[str] = TASKS) -> list[Arm]:
+  """The arms of a claim (each names its run)."""
+  for t in tasks:
+    if t not in TASKS:
+      raise ValueError(f"task {t!r}: must be one of {TASKS}")
   if claim == "tasks":
-    runs, arms = [], []
+    return [a for t in tasks for a in (
+        Arm("paper", _paper(t), t),
+        Arm("modern", Run(f"{t}-modern", t, (f"--flagfile={FLAGS_DIR}/modern.flags",)), t))]
+  if claim == "sac_vs_ddpg":
+    arms = []
     for t in tasks:
-      if t not in TASKS:
-        raise ValueError(f"task {t!r}: must be one of {TASKS}")
-      runs += [Run(f"{t}-paper", t), Run(f"{t}-modern", t,
-                                         (f"--flagfile={FLAGS_DIR}/modern.flags",))]
-      arms += [Arm("paper", f"{t}-paper", panel=t), Arm("modern", f"{t}-modern", panel=t)]
-    return runs, arms
+      arms += [Arm("SAC", _paper(t), t), Arm("DDPG G=1", Run(f"{t}-ddpg", t, (DDPG,)), t)]
+      if t == "halfcheetah":
+        arms.append(Arm("DDPG G=4", Run(f"{t}-ddpg-G4", t, (DDPG, "--grad_steps=4"),
+                                        "short"), t))
+    return arms
+  if claim == "seeds":
+    return [Arm("SAC", _paper("halfcheetah")),
+            Arm("DDPG", Run("halfcheetah-ddpg", "halfcheetah", (DDPG,)))]
   if claim == "hard":
-    return ([Run("alpha", "halfcheetah", ("--noauto_alpha", "--sweep=alpha=0,1"))],
-            [Arm("soft (alpha=1)", "alpha", "alpha=1"), Arm("hard (alpha=0)", "alpha",
-                                                            "alpha=0")])
+    return [Arm("soft (alpha=1)", _paper("halfcheetah")),
+            Arm("hard (alpha=0)", Run("halfcheetah-hard", "halfcheetah", ("--alpha=0",)))]
   if claim == "grad_steps":
-    gs = (1, 4, 16)
-    return ([Run(f"G{g}", "halfcheetah", (f"--grad_steps={g}",)) for g in gs],
-            [Arm(f"G={g}", f"G{g}") for g in gs])
+    return [Arm("G=1", _paper("halfcheetah"))] + [
+        Arm(f"G={g}", Run(f"halfcheetah-G{g}", "halfcheetah", (f"--grad_steps={g}",),
+                          "short")) for g in (4, 16)]
   if claim == "components":
-    ks = (1, 2, 4, 8)
-    return ([Run(f"K{k}", "halfcheetah", (f"--num_components={k}",
-                                          "--policy_gradient=likelihood_ratio"))
-             for k in ks], [Arm(f"K={k}", f"K{k}") for k in ks])
+    return [Arm(f"K={k}", _paper("halfcheetah") if k == 4 else
+                Run(f"halfcheetah-K{k}", "halfcheetah", (f"--num_components={k}",)))
+            for k in (1, 2, 4, 8)]
   raise ValueError(f"claim={claim!r}: must be one of {CLAIMS}")
 
 
@@ -133,69 +159,92 @@ def _task_steps(task: str) -> int:
   raise ValueError(f"{task}.flags sets no --total_env_steps")
 
 
-def run_flags(claim: str, budget: str, run: Run, seed: int, seeds: int, run_dir: str
-              ) -> list[str]:
+def run_flags(budget: str, run: Run, seed: int, seeds: int, run_dir: str) -> list[str]:
   """The full experiments.run command line of one run."""
   base = [f"--flagfile={FLAGS_DIR}/{run.task}.flags", *run.flags,
           f"--seed={seed}", f"--num_seeds={seeds}", f"--run_dir={run_dir}",
           "--log_every_s=60"]
   if budget == "smoke":
     return base + SMOKE
-  steps = CPU_STEPS[claim] if budget == "cpu" else _task_steps(run.task)
+  steps = CPU_STEPS[run.length] if budget == "cpu" else _task_steps(run.task)
   return base + [f"--total_env_steps={steps}", f"--buffer_size={min(steps, 1_000_000)}",
                  "--eval_every=5000", "--eval_episodes=5",
                  f"--checkpoint_every={max(steps // 10, 5000)}"]
 
 
-def read_arm(run_dir: str, setting: str | None) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-  """(env steps [T], {seed: returns [T]}) of an arm from its run's metrics.csv."""
+def read_arm(run_dir: str) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+  """(env steps [T], {seed: returns [T]}) of a run from its metrics.csv (missing: NaN)."""
   path = os.path.join(run_dir, "metrics.csv")
   by_seed: dict[int, dict[int, float]] = {}
   with open(path, newline="") as f:
     for row in csv.DictReader(f):
-      if setting is not None and row.get("setting") != setting:
-        continue
-      if row["eval_return"] in ("", None):
-        continue
-      by_seed.setdefault(int(row["seed"]), {})[int(row["env_step"])] = float(
-          row["eval_return"])
+      r = row.get("eval_return")
+      by_seed.setdefault(int(row["seed"]), {})[int(row["env_step"])] = (
+          float(r) if r not in ("", None) else np.nan)
   steps = np.array(sorted({s for d in by_seed.values() for s in d}), np.int64)
   return steps, {s: np.array([d.get(int(t), np.nan) for t in steps])
                  for s, d in sorted(by_seed.items())}
 
 
+def _arm_stats(a: Arm, steps: np.ndarray, curves: dict) -> dict:
+  # A member whose curve stops being finite (it diverged) is summarized by its finite
+  # evaluations (its final return: the last finite ones): it is never dropped.
+  per_seed = {s: V.summarize_curve(c[np.isfinite(c)], LAST_EVALS)
+              for s, c in curves.items() if np.isfinite(c).any()}
+  finals = [p["final"] for p in per_seed.values()]
+  return dict(arm=a.label, panel=a.panel, run=a.run.name, seeds=sorted(per_seed),
+              env_steps=int(steps[-1]), final=finals,
+              auc=[p["auc"] for p in per_seed.values()],
+              max=[p["max"] for p in per_seed.values()],
+              final_mean=float(np.mean(finals)),
+              final_std=float(np.std(finals, ddof=1)) if len(finals) > 1 else 0.0,
+              max_mean=float(np.mean([p["max"] for p in per_seed.values()])))
+
+
 def analyze(claim: str, arms: Sequence[Arm], data: dict[str, tuple], budget: str) -> dict:
-  """The verdict dict of a claim from {arm key: (steps, {seed: curve})}."""
-  stats = {}
-  for a in arms:
-    steps, curves = data[_key(a)]
-    per_seed = {s: V.summarize_curve(c[np.isfinite(c)], LAST_EVALS) for s, c in
-                curves.items() if np.isfinite(c).any()}
-    finals = [p["final"] for p in per_seed.values()]
-    stats[_key(a)] = dict(
-        arm=a.label, panel=a.panel, seeds=sorted(per_seed), env_steps=int(steps[-1]),
-        final=finals, auc=[p["auc"] for p in per_seed.values()],
-        max=[p["max"] for p in per_seed.values()],
-        final_mean=float(np.mean(finals)), final_std=float(np.std(finals, ddof=1))
-        if len(finals) > 1 else 0.0, max_mean=float(np.mean([p["max"] for p in
-                                                                per_seed.values()])))
+  """The verdict dict of a claim from {arm key: (steps, {seed: curve})}.
+
+  Arms are compared at equal env steps: every curve is cut at the shortest arm's horizon
+  (within a panel), so a 300k-step run and a 100k-step run meet at 100k.
+  """
+  data = dict(data)
+  for panel in {a.panel for a in arms}:
+    keys = [_key(a) for a in arms if a.panel == panel]
+    horizon = min(int(data[k][0][-1]) for k in keys)
+    for k in keys:
+      steps, curves = data[k]
+      keep = steps <= horizon
+      data[k] = (steps[keep], {s: c[keep] for s, c in curves.items()})
+  stats = {_key(a): _arm_stats(a, *data[_key(a)]) for a in arms}
   out: dict = dict(claim=claim, budget=budget, arms=stats, parts=[])
+  by_label = lambda panel, label: stats[_key(Arm(label, None, panel))]
   if claim == "tasks":
-    for t in sorted({a.panel for a in arms}):
-      key = f"{t}/paper"
-      if key not in stats:
+    for t in dict.fromkeys(a.panel for a in arms):
+      if f"{t}/paper" not in stats:
         continue
-      s = stats[key]
+      s = stats[f"{t}/paper"]
       bar = THRESHOLDS[t]
       finals = np.asarray(s["final"])
-      lo, hi = (np.percentile(np.random.default_rng(0).choice(finals, (V.RESAMPLES,
-                                                                       finals.size))
-                              .mean(axis=1), [2.5, 97.5]) if finals.size > 1 else
-                (finals[0], finals[0]))
+      boot = np.random.default_rng(0).choice(finals, (V.RESAMPLES, finals.size)).mean(1)
+      lo, hi = np.percentile(boot, [2.5, 97.5])
       v = V.HOLDS if lo >= bar else V.FAILS if hi < bar else V.INCONCLUSIVE
       out["parts"].append(dict(part=f"{t}: paper config mean final >= {bar:g}",
                                verdict=v, mean=s["final_mean"], ci95=[float(lo), float(hi)],
                                meets_bar=bool(s["final_mean"] >= bar)))
+  elif claim == "sac_vs_ddpg":
+    for t in dict.fromkeys(a.panel for a in arms):
+      sac = by_label(t, "SAC")
+      for label in ("DDPG G=1", "DDPG G=4"):
+        if _key(Arm(label, None, t)) not in stats:
+          continue
+        d = by_label(t, label)
+        for stat in ("final", "auc"):
+          out["parts"].append(dict(part=f"{t}: SAC {stat} > {label} {stat}",
+                                   **V.directional(sac[stat], d[stat])))
+  elif claim == "seeds":
+    sac, ddpg = stats["SAC"], stats["DDPG"]
+    out["parts"].append(dict(part="SAC's spread of final returns across seeds < DDPG's",
+                             **V.spread_smaller(sac["final"], ddpg["final"])))
   elif claim == "hard":
     soft, hard = stats[_key(arms[0])], stats[_key(arms[1])]
     margin = 0.2 * abs(soft["final_mean"])
@@ -309,6 +358,11 @@ def plot(path: str, claim: str, arms: Sequence[Arm], data: dict, result: dict) -
       s = result["arms"][_key(a)]
       ax.plot(steps, mean, color=c, lw=2.0, label=f"{a.label} ({len(mat)} seeds, final "
                                                    f"{s['final_mean']:,.0f})")
+    ends = {int(data[_key(a)][0][-1]) for a in arms if a.panel == panel}
+    if len(ends) > 1:
+      ax.axvline(min(ends), color="gray", ls="--", lw=0.8)
+      ax.text(min(ends), ax.get_ylim()[0], " compared here", fontsize=7, color="gray",
+              va="bottom")
     ax.set_title(panel or claim)
     ax.set_xlabel("env steps")
     ax.set_ylabel("deterministic evaluation return")
@@ -327,23 +381,26 @@ def main(argv):
   F = flags.FLAGS
   if F.claim is None:
     raise app.UsageError(f"--claim is required: one of {', '.join(CLAIMS)}")
-  runs, arms = plan(F.claim, F.tasks)
+  try:
+    arms = plan(F.claim, F.tasks)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
   if F.arms:
     unknown = set(F.arms) - {a.label for a in arms}
     if unknown:
       raise app.UsageError(f"--arms {sorted(unknown)}: this claim's arms are "
                            f"{sorted({a.label for a in arms})}")
     arms = [a for a in arms if a.label in F.arms]
-    runs = [r for r in runs if r.name in {a.run for a in arms}]
-  seeds = F.seeds or (2 if F.budget == "smoke" else SEEDS[F.claim])
+  seeds = F.seeds or (2 if F.budget == "smoke" else SEEDS)
   if seeds < 2:
     raise app.UsageError(f"--seeds={seeds}: a verdict needs 2 or more seeds per arm")
-  base = os.path.abspath(os.path.join(F.runs_dir, F.budget, F.claim))
-  out_dir = F.out or base
+  base = os.path.abspath(os.path.join(F.runs_dir, F.budget))
+  out_dir = F.out or os.path.join(base, "claims", F.claim)
+  runs = list(dict.fromkeys(a.run for a in arms))
   commands = []
   for r in runs:
     cmd = [sys.executable, "-m", "experiments.run",
-           *run_flags(F.claim, F.budget, r, F.seed, seeds, os.path.join(base, r.name))]
+           *run_flags(F.budget, r, F.first_seed, seeds, os.path.join(base, r.name))]
     commands.append(" ".join(["python"] + cmd[1:]))
     if F.analyze_only:
       continue
@@ -356,9 +413,7 @@ def main(argv):
       return rc
     print(f"[reproduce {F.claim}] run {r.name} finished in {time.time() - t0:.0f} s",
           flush=True)
-  data = {}
-  for a in arms:
-    data[_key(a)] = read_arm(os.path.join(base, a.run), a.setting)
+  data = {_key(a): read_arm(os.path.join(base, a.run.name)) for a in arms}
   result = analyze(F.claim, arms, data, F.budget)
   write_outputs(out_dir, F.claim, arms, data, result, commands)
   print(f"[reproduce {F.claim}] {F.budget} budget: {result['verdict']}; see "

@@ -91,14 +91,24 @@ class GMMPolicy(nn.Module):
     return GMMOutput(logits, means, log_stds)
 
 
+def _final_dense(features: int, init_scale: float | None) -> nn.Dense:
+  """The output layer: flax's default init, or weights and biases ~ U(-s, s) (DDPG)."""
+  if init_scale is None:
+    return nn.Dense(features)
+  init = nn.initializers.uniform(scale=2.0 * init_scale)  # U[0, 2s), shifted below
+  shifted = lambda key, shape, dtype=jnp.float32: init(key, shape, dtype) - init_scale
+  return nn.Dense(features, kernel_init=shifted, bias_init=shifted)
+
+
 class _QHead(nn.Module):
   hidden_sizes: Sequence[int]
   activation: str
+  final_init_scale: float | None = None
 
   @nn.compact
   def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
     h = MLP(self.hidden_sizes, self.activation)(jnp.concatenate([obs, action], axis=-1))
-    return nn.Dense(1)(h)[..., 0]
+    return _final_dense(1, self.final_init_scale)(h)[..., 0]
 
 
 class QNetwork(nn.Module):
@@ -109,13 +119,27 @@ class QNetwork(nn.Module):
   hidden_sizes: Sequence[int] = (128, 128)
   activation: str = "relu"
   num_q: int = 1
+  final_init_scale: float | None = None  # None: flax's default init of the output layer
 
   @nn.compact
   def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
     ensemble = nn.vmap(
         _QHead, variable_axes={"params": 0}, split_rngs={"params": True},
         in_axes=None, out_axes=0, axis_size=self.num_q)
-    return ensemble(self.hidden_sizes, self.activation)(obs, action)
+    return ensemble(self.hidden_sizes, self.activation, self.final_init_scale)(obs, action)
+
+
+class DeterministicPolicy(nn.Module):
+  """DDPG's actor: a = tanh(f(s)) in [-1, 1]^d, the output layer initialized U(-s, s)."""
+  action_dim: int
+  hidden_sizes: Sequence[int] = (400, 300)
+  activation: str = "relu"
+  final_init_scale: float | None = 3e-3
+
+  @nn.compact
+  def __call__(self, obs: jax.Array) -> jax.Array:
+    h = MLP(self.hidden_sizes, self.activation)(obs)
+    return jnp.tanh(_final_dense(self.action_dim, self.final_init_scale)(h))
 
 
 class VNetwork(nn.Module):

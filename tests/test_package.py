@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -23,9 +24,16 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> pathlib.Path:
+  # Build from a copy of what the package is made of, so a stale build/ directory in the
+  # checkout (pip builds in-tree) cannot leak old files into the wheel.
+  src = tmp_path_factory.mktemp("src")
+  for name in ("setup.cfg", "pyproject.toml", "README.md"):
+    shutil.copy(REPO / name, src / name)
+  shutil.copytree(REPO / "sac_jax", src / "sac_jax",
+                  ignore=shutil.ignore_patterns("__pycache__"))
   out = tmp_path_factory.mktemp("wheel")
   subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                  "-q", "-w", str(out), str(REPO)], check=True, cwd=out)
+                  "-q", "-w", str(out), str(src)], check=True, cwd=out)
   (path,) = out.glob("sac_jax-*.whl")
   return path
 

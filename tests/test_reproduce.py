@@ -15,19 +15,13 @@ from experiments import reproduce
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _reproduce(tmp_path, *args):
+def _reproduce(runs_dir, *args):
   return subprocess.run([sys.executable, "-m", "experiments.reproduce", "--budget=smoke",
-                         f"--runs_dir={tmp_path}/runs", f"--out={tmp_path}/out", *args],
+                         f"--runs_dir={runs_dir}", *args],
                         cwd=REPO, capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("claim, extra, arms", [
-    ("hard", (), 2), ("grad_steps", (), 3), ("components", (), 4),
-    ("tasks", ("--tasks=hopper",), 2)])
-def test_smoke_budget_of_every_claim(tmp_path, claim, extra, arms):
-  res = _reproduce(tmp_path, f"--claim={claim}", *extra)
-  assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-  out = tmp_path / "out"
+def _check_outputs(out, claim, arms):
   result = json.loads((out / "verdict.json").read_text(),
                       parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
   assert result["claim"] == claim and result["budget"] == "smoke"
@@ -38,28 +32,64 @@ def test_smoke_budget_of_every_claim(tmp_path, claim, extra, arms):
                                               for c in result["commands"])
   rows = list(csv.DictReader(open(out / "returns.csv")))
   assert len(rows) == 2 * arms
-  # curves.csv holds every evaluation (3 per seed) and agrees with the runs' metrics.csv.
+  # curves.csv holds every evaluation (3 per seed).
   curves = list(csv.DictReader(open(out / "curves.csv")))
   assert len(curves) == 3 * 2 * arms
   assert (out / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   assert "smoke budget" in (out / "table.md").read_text()
-  if claim == "hard":
-    # Rerunning the same command finds the run complete and recomputes the same verdict.
-    again = _reproduce(tmp_path, f"--claim={claim}", *extra)
-    assert again.returncode == 0 and "is complete" in again.stdout, again.stdout[-2000:]
-    assert json.loads((out / "verdict.json").read_text())["arms"] == result["arms"]
+  return result
+
+
+def test_smoke_budget_of_the_halfcheetah_claims(tmp_path):
+  """hard, grad_steps, components and seeds share their runs (halfcheetah-paper is an arm
+  of all four): 8 experiments.run processes in all."""
+  runs = tmp_path / "runs"
+  for claim, arms in (("hard", 2), ("grad_steps", 3), ("components", 4), ("seeds", 2)):
+    out = tmp_path / claim
+    res = _reproduce(runs, f"--claim={claim}", f"--out={out}")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    result = _check_outputs(out, claim, arms)
+    if claim == "hard":
+      first = result
+  assert sorted(p.name for p in (runs / "smoke").iterdir()) == sorted(
+      ["halfcheetah-paper", "halfcheetah-hard", "halfcheetah-G4",
+       "halfcheetah-G16", "halfcheetah-K1", "halfcheetah-K2", "halfcheetah-K8",
+       "halfcheetah-ddpg"])
+  # Rerunning a claim finds its runs complete and recomputes the same statistics.
+  again = _reproduce(runs, "--claim=hard", f"--out={tmp_path}/hard")
+  assert again.returncode == 0 and "is complete" in again.stdout, again.stdout[-2000:]
+  assert json.loads((tmp_path / "hard" / "verdict.json").read_text())["arms"] == \
+      first["arms"]
+
+
+def test_smoke_budget_of_the_per_task_claims(tmp_path):
+  """tasks (paper and modern) and sac_vs_ddpg on Hopper only."""
+  runs = tmp_path / "runs"
+  for claim in ("tasks", "sac_vs_ddpg"):
+    out = tmp_path / claim
+    res = _reproduce(runs, f"--claim={claim}", "--tasks=hopper", f"--out={out}")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    result = _check_outputs(out, claim, 2)
+  assert [p["part"] for p in result["parts"]] == [
+      "hopper: SAC final > DDPG G=1 final", "hopper: SAC auc > DDPG G=1 auc"]
 
 
 def test_arm_statistics_follow_the_metrics(tmp_path):
   """analyze() reads final = mean of the last 3 evaluations per seed, max = best."""
   steps = np.arange(1, 6) * 5000
   curves = {100: np.array([0., 1, 2, 3, 4]), 101: np.array([10., 20, 30, 40, 50])}
-  arms = [reproduce.Arm("G=1", "G1"), reproduce.Arm("G=4", "G4"), reproduce.Arm("G=16",
-                                                                                  "G16")]
+  arms = reproduce.plan("grad_steps")
+  assert [a.label for a in arms] == ["G=1", "G=4", "G=16"]
   data = {a.label: (steps, {s: c + 100 * i for s, c in curves.items()})
           for i, a in enumerate(arms)}
+  # G = 1 ran longer: its curve is cut at the others' horizon (25k), and a NaN (diverged)
+  # evaluation keeps the member with its finite ones.
+  long = np.arange(1, 8) * 5000
+  data["G=1"] = (long, {100: np.array([0., 1, 2, 3, 4, 99, 99]),
+                        101: np.array([10., 20, 30, 40, np.nan, 99, 99])})
   r = reproduce.analyze("grad_steps", arms, data, "cpu")
-  assert r["arms"]["G=1"]["final"] == [3.0, 40.0]
+  assert r["arms"]["G=1"]["final"] == [3.0, 30.0]
+  assert r["arms"]["G=1"]["env_steps"] == 25000
   assert r["arms"]["G=16"]["max"] == [204.0, 250.0]
   assert [p["part"] for p in r["parts"]] == ["G=4 final > G=1 final",
                                              "G=16 final > G=4 final"]
@@ -67,7 +97,7 @@ def test_arm_statistics_follow_the_metrics(tmp_path):
 
 def test_bad_input_is_one_clear_line(tmp_path):
   res = _reproduce(tmp_path, "--claim=nope")
-  assert res.returncode != 0 and "tasks, hard, grad_steps, components" in res.stderr
+  assert res.returncode != 0 and "tasks|sac_vs_ddpg|seeds|hard" in res.stderr
   res = _reproduce(tmp_path, "--claim=hard", "--seeds=1")
   assert res.returncode != 0 and "--seeds=1" in res.stderr
   res = _reproduce(tmp_path, "--claim=hard", "--arms=bogus")
