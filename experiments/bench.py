@@ -50,8 +50,10 @@ flags.DEFINE_string("out", "bench.json", "Where the JSON results go.")
 flags.DEFINE_string("case", None, "Internal: run one end-to-end case (JSON) and print it.")
 
 CONFIGS = {
+    # SAC 2018b exactly as the peers run it (modern.flags): no V network, target Q heads.
     "equal_work": dict(num_components=1, hidden_sizes=(256, 256), batch_size=256,
                        policy_gradient="reparameterized", num_q=2, auto_alpha=True,
+                       value_network=False,
                        tau=0.005, alpha=1.0, reward_scale=1.0, reg=0.0, lr=3e-4,
                        gamma=0.99, grad_steps=1),
     "paper": dict(num_components=4, hidden_sizes=(128, 128), batch_size=128,

@@ -74,6 +74,9 @@ flags.DEFINE_float("target_entropy", None, "target entropy for --auto_alpha "
 flags.DEFINE_enum("policy_gradient", "likelihood_ratio",
                   ["likelihood_ratio", "reparameterized", "mixture_reparameterized"],
                   "policy gradient (reparameterized needs K = 1; mixture_reparameterized: any K)")
+flags.DEFINE_bool("value_network", True, "the paper's soft value network V with a target "
+                  "copy; --novalue_network: the value-free critic of SAC 2018b (target Q "
+                  "networks; needs a reparameterized policy gradient)")
 flags.DEFINE_integer("num_q", 1, "Q networks: 1 (paper) or 2 (twin Q, min in the V target)")
 flags.DEFINE_float("reg", 1e-3, "policy regularization of means and log stds")
 flags.DEFINE_float("log_std_min", -5.0, "soft lower bound of the policy's log-stds (the "
@@ -110,7 +113,7 @@ flags.DEFINE_integer("process_id", None, "several processes: this one's index in
 # says so once), but refuses those whose value contradicts it (DDPG_CONTRADICTS); SAC
 # refuses DDPG-only ones that are set.
 SAC_ONLY = ("num_components", "policy_gradient", "num_q", "auto_alpha", "target_entropy",
-            "alpha", "reg", "log_std_min", "log_std_max")
+            "alpha", "reg", "log_std_min", "log_std_max", "value_network")
 DDPG_ONLY = ("expl_noise", "weight_decay")
 DDPG_CONTRADICTS = dict(auto_alpha=(False, "DDPG has no temperature to learn"),
                         num_q=(1, "DDPG has one critic (twin critics would be TD3)"),
@@ -122,7 +125,8 @@ RESUMABLE = ("total_env_steps", "checkpoint_every", "max_to_keep", "run_dir", "a
 # Flags that change array shapes or the graph (named as such in the refusal).
 SHAPE_CHANGING = ("env_id", "num_seeds", "num_components", "hidden_sizes", "activation",
                   "batch_size", "buffer_size", "grad_steps", "policy_gradient", "num_q",
-                  "auto_alpha", "log_std_min", "log_std_max", "algorithm")
+                  "auto_alpha", "log_std_min", "log_std_max", "algorithm",
+                  "value_network")
 RUN_FILE = "run.json"
 FLAGS_FILE = "flags.txt"
 
@@ -171,7 +175,8 @@ def sac_config_from(v: dict):
       activation=v["activation"], batch_size=v["batch_size"],
       buffer_size=v["buffer_size"], grad_steps=v["grad_steps"],
       start_steps=v["start_steps"], policy_gradient=v["policy_gradient"],
-      num_q=v["num_q"], auto_alpha=v["auto_alpha"], target_entropy=v["target_entropy"],
+      num_q=v["num_q"], auto_alpha=v["auto_alpha"], value_network=v["value_network"],
+      target_entropy=v["target_entropy"],
       lr=v["lr"], gamma=v["gamma"], tau=v["tau"], reward_scale=v["reward_scale"],
       alpha=v["alpha"], reg=v["reg"], log_std_min=v["log_std_min"],
       log_std_max=v["log_std_max"])

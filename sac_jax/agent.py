@@ -38,6 +38,9 @@ class SACConfig:
   policy_gradient: str = "likelihood_ratio"
   num_q: int = 1
   auto_alpha: bool = False
+  # True: the paper's soft value network V with a target copy. False: the value-free critic
+  # of SAC 2018b (target Q networks, the next state's soft value from a fresh a' ~ pi).
+  value_network: bool = True
   target_entropy: float | None = None  # None: -act_dim (used with auto_alpha)
   # Soft bounds of the policy's log-stds (networks.soft_clip; the authors hard-clipped to
   # [-20, 2], which float32 cannot represent at the low end: see networks.LOG_STD_MIN).
@@ -83,6 +86,10 @@ def validate_config(c: SACConfig) -> None:
        f"{c.num_components} (use likelihood_ratio or mixture_reparameterized for a "
        "mixture)")
   need(c.num_q in (1, 2), f"num_q={c.num_q}: must be 1 or 2")
+  need(c.value_network or c.policy_gradient != "likelihood_ratio",
+       "policy_gradient='likelihood_ratio' needs the V network as its baseline, but "
+       "value_network=False; use value_network=True, or policy_gradient='reparameterized' "
+       "(K = 1) or 'mixture_reparameterized'")
   need(math.isfinite(c.log_std_min) and math.isfinite(c.log_std_max)
        and c.log_std_min < c.log_std_max,
        f"log_std_min={c.log_std_min:g}, log_std_max={c.log_std_max:g}: must be finite "
@@ -150,11 +157,17 @@ def validate_hparams(h: HParams, auto_alpha: bool = False) -> None:
 
 
 class TrainState(NamedTuple):
-  """One member's whole training state (a leading [M] axis on every leaf when stacked)."""
+  """One member's whole training state (a leading [M] axis on every leaf when stacked).
+
+  With the value network (the paper), `q_target_params` is None; without it (SAC 2018b's
+  value-free critic), `v_params`, `v_target_params` and `v_opt_state` are None: what is not
+  used is neither created, stored nor checkpointed.
+  """
   policy_params: Any
   q_params: Any
   v_params: Any
   v_target_params: Any
+  q_target_params: Any
   policy_opt_state: Any
   q_opt_state: Any
   v_opt_state: Any
@@ -169,13 +182,19 @@ class TrainState(NamedTuple):
                               # this member (Agent.step); -1 while it is healthy
 
 
+class Grads(NamedTuple):
+  """The gradients of one step: params-shaped trees, None where nothing is learned."""
+  policy: Any
+  q: Any
+  v: Any           # None without the value network
+  log_alpha: Any   # None without auto_alpha
+
+
 def adam(lr) -> optax.GradientTransformation:
   # inject_hyperparams keeps the learning rate in the optimizer state, so each member
   # carries its own and `update` reads it from there.
   return optax.inject_hyperparams(optax.adam)(learning_rate=lr)
 
-
-_adam = adam
 
 
 def apply_adam(grads: Any, opt_state: Any, params: Any) -> tuple[Any, Any]:
@@ -219,16 +238,18 @@ class Agent:
     act = jnp.zeros((1, self.act_dim), jnp.float32)
     pp = self.nets.policy.init(kp, obs)
     qp = self.nets.q.init(kq, obs, act)
-    vp = self.nets.v.init(kv, obs)
+    vp = self.nets.v.init(kv, obs) if c.value_network else None
+    copy = lambda tree: jax.tree.map(jnp.array, tree)
     log_alpha = jnp.log(jnp.maximum(h.alpha, 1e-30))
     return TrainState(
         policy_params=pp, q_params=qp, v_params=vp,
-        v_target_params=jax.tree.map(jnp.array, vp),
-        policy_opt_state=_adam(h.lr_policy).init(pp),
-        q_opt_state=_adam(h.lr_q).init(qp),
-        v_opt_state=_adam(h.lr_v).init(vp),
+        v_target_params=copy(vp) if c.value_network else None,
+        q_target_params=None if c.value_network else copy(qp),
+        policy_opt_state=adam(h.lr_policy).init(pp),
+        q_opt_state=adam(h.lr_q).init(qp),
+        v_opt_state=adam(h.lr_v).init(vp) if c.value_network else None,
         log_alpha=log_alpha,
-        alpha_opt_state=_adam(h.lr_alpha).init(log_alpha),
+        alpha_opt_state=adam(h.lr_alpha).init(log_alpha),
         hparams=h,
         replay=replay.init(c.buffer_size, self.obs_dim, self.act_dim),
         key=key,
@@ -267,15 +288,21 @@ class Agent:
     return jnp.min(self.nets.q.apply(q_params, obs, action), axis=0)
 
   # ---------------------------------------------------------------- update
-  def gradient_step(self, state: TrainState, batch: replay.Transition, key: chex.PRNGKey
-                    ) -> tuple[TrainState, losses.Metrics]:
-    """One gradient step of V, Q and the policy (and alpha) from the same params."""
+  def gradients(self, state: TrainState, batch: replay.Transition, key: chex.PRNGKey
+                ) -> tuple[Grads, losses.Metrics]:
+    """The gradients of one step's losses, all at the same (pre-update) params.
+
+    `key` draws the fresh action at s (u ~ p(.|s) for the V target, the likelihood ratio
+    and the temperature; eps for a reparameterized policy loss); `fold_in(key, 1)` draws
+    the next action a' ~ pi(.|s') of the value-free Q target.
+    """
     c, nets, h = self.config, self.nets, state.hparams
     alpha = self.alpha(state)
     pp, qp, vp = state.policy_params, state.q_params, state.v_params
 
     # A fresh action at s from the current policy: u ~ p(.|s), a_pi = tanh(u).
     out = nets.policy.apply(pp, batch.obs)
+    eps = None
     if c.policy_gradient == "reparameterized":
       eps = jax.random.normal(key, out.means.shape[:-2] + out.means.shape[-1:])
       u = out.means[..., 0, :] + jnp.exp(out.log_stds[..., 0, :]) * eps
@@ -292,57 +319,73 @@ class Agent:
         gmm.squashed_log_prob(out.logits, out.means, out.log_stds, u))
     q_pi = jax.lax.stop_gradient(self._q_min(qp, batch.obs, jnp.tanh(u)))
 
-    v_grad_fn = jax.value_and_grad(losses.value_loss, has_aux=True)
-    (_, v_metrics), v_grads = v_grad_fn(vp, nets.v.apply, batch.obs, q_pi, log_pi, alpha)
-
-    v_next = nets.v.apply(state.v_target_params, batch.next_obs)
+    metrics: dict = {}
+    v_grads = None
+    if c.value_network:
+      v_grad_fn = jax.value_and_grad(losses.value_loss, has_aux=True)
+      (_, v_metrics), v_grads = v_grad_fn(vp, nets.v.apply, batch.obs, q_pi, log_pi, alpha)
+      metrics.update(v_metrics)
+      # eq. 9 (corrected): the target V of the NEXT state.
+      v_next = nets.v.apply(state.v_target_params, batch.next_obs)
+    else:
+      # SAC 2018b: V(s') = min_j Qbar_j(s', a') - alpha log pi(a'|s'), a' ~ pi(.|s') fresh.
+      out_next = nets.policy.apply(pp, batch.next_obs)
+      u_next = gmm.sample(jax.random.fold_in(key, 1), out_next.logits, out_next.means,
+                          out_next.log_stds)
+      log_pi_next = gmm.squashed_log_prob(out_next.logits, out_next.means,
+                                          out_next.log_stds, u_next)
+      q_next = self._q_min(state.q_target_params, batch.next_obs, jnp.tanh(u_next))
+      v_next = jax.lax.stop_gradient(losses.soft_value_target(q_next, log_pi_next, alpha))
     q_grad_fn = jax.value_and_grad(losses.q_loss, has_aux=True)
     (_, q_metrics), q_grads = q_grad_fn(
         qp, nets.q.apply, batch.obs, batch.action, batch.reward, batch.terminated,
         v_next, h.reward_scale, h.gamma)
+    metrics.update(q_metrics)
 
-    if c.policy_gradient == "reparameterized":
-      q_fn = lambda o, a: self._q_min(qp, o, a)
-      p_grad_fn = jax.value_and_grad(losses.reparameterized_policy_loss, has_aux=True)
-      (_, p_metrics), p_grads = p_grad_fn(pp, nets.policy.apply, q_fn, batch.obs, eps,
-                                          alpha, h.reg)
-    elif c.policy_gradient == "mixture_reparameterized":
-      q_fn = lambda o, a: self._q_min(qp, o, a)
-      p_grad_fn = jax.value_and_grad(losses.mixture_reparameterized_policy_loss,
-                                     has_aux=True)
-      (_, p_metrics), p_grads = p_grad_fn(pp, nets.policy.apply, q_fn, batch.obs, eps,
-                                          alpha, h.reg)
-    else:
+    q_fn = lambda o, a: self._q_min(qp, o, a)
+    if c.policy_gradient == "likelihood_ratio":
       v_s = jax.lax.stop_gradient(nets.v.apply(vp, batch.obs))
       p_grad_fn = jax.value_and_grad(losses.likelihood_ratio_policy_loss, has_aux=True)
       (_, p_metrics), p_grads = p_grad_fn(pp, nets.policy.apply, batch.obs, u, q_pi, v_s,
                                           alpha, h.reg)
+    else:
+      loss_fn = (losses.reparameterized_policy_loss
+                 if c.policy_gradient == "reparameterized"
+                 else losses.mixture_reparameterized_policy_loss)
+      p_grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+      (_, p_metrics), p_grads = p_grad_fn(pp, nets.policy.apply, q_fn, batch.obs, eps,
+                                          alpha, h.reg)
+    metrics.update(p_metrics)
 
-    opt = _adam(0.0)  # the learning rate is read from each optimizer state
-    def apply(grads, opt_state, params):
-      updates, opt_state = opt.update(grads, opt_state, params)
-      return optax.apply_updates(params, updates), opt_state
-
-    new_vp, v_opt = apply(v_grads, state.v_opt_state, vp)
-    new_qp, q_opt = apply(q_grads, state.q_opt_state, qp)
-    new_pp, p_opt = apply(p_grads, state.policy_opt_state, pp)
-
-    log_alpha, alpha_opt = state.log_alpha, state.alpha_opt_state
-    metrics = {**v_metrics, **q_metrics, **p_metrics}
+    a_grad = None
     if c.auto_alpha:
       a_grad_fn = jax.value_and_grad(losses.temperature_loss, has_aux=True)
-      (_, a_metrics), a_grad = a_grad_fn(log_alpha, log_pi, self.target_entropy)
-      log_alpha, alpha_opt = apply(a_grad, alpha_opt, log_alpha)
+      (_, a_metrics), a_grad = a_grad_fn(state.log_alpha, log_pi, self.target_entropy)
       metrics.update(a_metrics)
     metrics["alpha"] = alpha
+    return Grads(policy=p_grads, q=q_grads, v=v_grads, log_alpha=a_grad), metrics
 
-    v_target = losses.polyak_update(new_vp, state.v_target_params, h.tau)
-    new_state = state._replace(
-        policy_params=new_pp, q_params=new_qp, v_params=new_vp, v_target_params=v_target,
-        policy_opt_state=p_opt, q_opt_state=q_opt, v_opt_state=v_opt,
-        log_alpha=log_alpha, alpha_opt_state=alpha_opt,
-        grad_steps=state.grad_steps + 1)
-    return new_state, metrics
+  def gradient_step(self, state: TrainState, batch: replay.Transition, key: chex.PRNGKey
+                    ) -> tuple[TrainState, losses.Metrics]:
+    """One gradient step of V (or none), Q, the policy (and alpha) from the same params,
+    then the target network (V's, or the Q heads' without V) moves by Polyak averaging."""
+    g, metrics = self.gradients(state, batch, key)
+    tau = state.hparams.tau
+    new_pp, p_opt = apply_adam(g.policy, state.policy_opt_state, state.policy_params)
+    new_qp, q_opt = apply_adam(g.q, state.q_opt_state, state.q_params)
+    new = state._replace(policy_params=new_pp, q_params=new_qp, policy_opt_state=p_opt,
+                         q_opt_state=q_opt, grad_steps=state.grad_steps + 1)
+    if self.config.value_network:
+      new_vp, v_opt = apply_adam(g.v, state.v_opt_state, state.v_params)
+      new = new._replace(v_params=new_vp, v_opt_state=v_opt, v_target_params=(
+          optax.incremental_update(new_vp, state.v_target_params, tau)))
+    else:
+      new = new._replace(q_target_params=optax.incremental_update(
+          new_qp, state.q_target_params, tau))
+    if self.config.auto_alpha:
+      log_alpha, alpha_opt = apply_adam(g.log_alpha, state.alpha_opt_state, state.log_alpha)
+      new = new._replace(log_alpha=log_alpha, alpha_opt_state=alpha_opt)
+    return new, metrics
 
   def update(self, state: TrainState, num_steps: int) -> tuple[TrainState, losses.Metrics]:
     """`num_steps` gradient steps under lax.scan, each on a fresh uniform minibatch.
@@ -422,8 +465,9 @@ class Agent:
     return new, jnp.where(keep, action, jnp.zeros_like(action)), metrics
 
   # The TrainState fields a diverged member freezes (params, optimizer states, counters).
-  LEARNED = ("policy_params", "q_params", "v_params", "v_target_params", "policy_opt_state",
-             "q_opt_state", "v_opt_state", "log_alpha", "alpha_opt_state", "grad_steps")
+  LEARNED = ("policy_params", "q_params", "v_params", "v_target_params", "q_target_params",
+             "policy_opt_state", "q_opt_state", "v_opt_state", "log_alpha",
+             "alpha_opt_state", "grad_steps")
 
   def _learned(self, state: TrainState) -> tuple:
     return tuple(getattr(state, f) for f in self.LEARNED)

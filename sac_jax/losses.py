@@ -189,8 +189,3 @@ def temperature_loss(log_alpha: jax.Array, log_pi: jax.Array, target_entropy: ja
   """
   loss = -jnp.mean(log_alpha * sg(log_pi + target_entropy))
   return loss, {"alpha_loss": loss, "alpha": jnp.exp(log_alpha)}
-
-
-def polyak_update(params: Params, target_params: Params, tau: jax.Array) -> Params:
-  """psi_target <- tau psi + (1 - tau) psi_target, after every gradient step."""
-  return jax.tree.map(lambda p, t: tau * p + (1.0 - tau) * t, params, target_params)

@@ -14,6 +14,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from scipy import stats
 from scipy.special import logsumexp
@@ -567,13 +568,14 @@ def test_temperature_loss_value_and_gradient_sign(log_pi_mean, jit):
 
 @pytest.mark.parametrize("jit", [True, False])
 def test_polyak_update(jit):
-  """polyak_update = tau p + (1 - tau) t leaf-wise; tau = 1 copies, tau = 0 keeps."""
+  """The target update the learners use, optax.incremental_update(new, old, tau) =
+  tau p + (1 - tau) t leaf-wise (argument order pinned); tau = 1 copies, tau = 0 keeps."""
   rng = np.random.default_rng(12)
   make = lambda: {"a": rng.normal(size=(3, 4)).astype(np.float32),
                   "b": [rng.normal(size=5).astype(np.float32),
                         {"c": np.float32(rng.normal())}]}
   params, target = make(), make()
-  fn = maybe_jit(losses.polyak_update, jit)
+  fn = maybe_jit(optax.incremental_update, jit)
   out = fn(params, target, jnp.float32(0.01))
   chex.assert_trees_all_equal_structs(out, target)
   chex.assert_trees_all_close(f64(out), jax.tree.map(lambda p, t: 0.01 * p + 0.99 * t,
