@@ -6,7 +6,7 @@
 set -uo pipefail
 runs=${1:?usage: reproduce_cpu.sh RUNS_DIR [CLAIM ...]}
 shift
-claims=${*:-seeds hard sac_vs_ddpg tasks components grad_steps}
+claims=${*:-seeds hard components grad_steps tasks sac_vs_ddpg}
 py=${PYTHON:-.venv/bin/python}
 for claim in $claims; do
   "$py" -m experiments.reproduce --claim="$claim" --budget=cpu --runs_dir="$runs" || exit $?
