@@ -1,6 +1,6 @@
 """Gaussian-mixture policy math with a tanh squash (SAC paper, eq. 14 and appendix C).
 
-Pure functions of arrays; no flax. Conventions (DESIGN.md section 3):
+Pure functions of arrays; no flax. Conventions (the public contract, docs/algorithm.md):
 
     logits    [..., K]      mixture logits w
     means     [..., K, d]   component means mu

@@ -1,7 +1,7 @@
 """SAC losses as pure functions of params (the first argument) and arrays.
 
 Each loss returns `(loss, metrics)`. Equations refer to Haarnoja et al., "Soft Actor-Critic"
-(2018), with the two corrections of DESIGN.md section 1: the Q target uses the target V of
+(2018), with the two corrections of docs/algorithm.md: the Q target uses the target V of
 the NEXT state (eq. 9), and the likelihood-ratio bracket is (alpha log pi - Q + V) (eq. 13).
 
 Shapes: a minibatch of B transitions; Q heads return [num_q, B]; everything else is [B].
@@ -152,7 +152,7 @@ def mixture_reparameterized_policy_loss(
   variance: the stopped one 4% lower in total, not in every entry; it is not offered.)
   Only the paper's abstract could be read when this was written ("marginalized
   reparameterization", provably lower variance than likelihood ratio), not its estimator
-  section: this follows DESIGN.md section 1 and may differ from the paper in that choice.
+  section: this follows docs/algorithm.md and may differ from the paper in that choice.
 
   q_fn(obs, action) returns [N] for obs [N, ...] and actions [N, d] (the minimum over Q
   heads); it is called once on all B * K (state, a_k) pairs and not differentiated with

@@ -1,6 +1,6 @@
 """Members over devices and processes: a 1-D mesh over the member axis.
 
-Members are independent runs (DESIGN.md 2), so spreading them over devices is embarrassingly
+Members are independent runs (WORKSPACE.md), so spreading them over devices is embarrassingly
 parallel: every leaf of the stacked TrainState, and every per-step host input with a
 leading member axis M (observations, the pending transition, evaluation observations), is
 placed with `NamedSharding(mesh, P("members"))`. `jax.jit` follows the shardings of its
