@@ -19,6 +19,12 @@ Claims (paper section 5; the task flagfiles carry the reward scales calibrated o
                  direction: soft is higher, by more than 20% of the soft arm's mean.
     grad_steps   G = 1, 4, 16 gradient steps per env step on HalfCheetah; direction: more
                  steps, higher final return at equal env steps (G4 > G1 and G16 > G4).
+    mixture_gradients  (beyond the paper) the K = 4 mixture with the paper's likelihood
+                 ratio, with the marginalized reparameterized gradient (He et al. 2026),
+                 and the K = 1 reparameterized Gaussian, everything else the paper's
+                 configuration (fixed temperature, calibrated scale), on --tasks
+                 (default all four; the issue asks HalfCheetah and Hopper); parts: MRP is
+                 higher than the likelihood ratio, and MRP is within 15% of K = 1.
     components   K = 1, 2, 4, 8 mixture components on HalfCheetah; the paper's claim is
                  near-equivalence, tested as "the best arm is K = 2 or 4, or K = 2 or K = 4
                  is within 15% of the best arm's mean final return" (bootstrap interval of
@@ -69,7 +75,8 @@ FLAGS_DIR = os.path.join("experiments", "flags")
 
 TASKS = ("halfcheetah", "hopper", "walker2d", "ant")
 THRESHOLDS = dict(halfcheetah=3500.0, hopper=1500.0, walker2d=1000.0, ant=1000.0)
-CLAIMS = ("tasks", "sac_vs_ddpg", "seeds", "hard", "grad_steps", "components")
+CLAIMS = ("tasks", "sac_vs_ddpg", "seeds", "hard", "grad_steps", "components",
+          "mixture_gradients")
 BUDGETS = ("smoke", "cpu", "paper")
 # cpu budget: env steps per run. "long" runs are shared by several claims (the paper
 # configuration of a task is the SAC arm of tasks, sac_vs_ddpg, seeds, hard, and the K = 4
@@ -144,6 +151,13 @@ def plan(claim: str, tasks: Sequence[str] = TASKS) -> list[Arm]:
     return [Arm("G=1", _paper("halfcheetah"))] + [
         Arm(f"G={g}", Run(f"halfcheetah-G{g}", "halfcheetah", (f"--grad_steps={g}",),
                           "short")) for g in (4, 16)]
+  if claim == "mixture_gradients":
+    return [a for t in tasks for a in (
+        Arm("K=4 likelihood ratio", _paper(t), t),
+        Arm("K=4 marginalized reparam.", Run(f"{t}-mrp", t, (
+            f"--flagfile={FLAGS_DIR}/mixture_mrp.flags",)), t),
+        Arm("K=1 reparameterized", Run(f"{t}-K1-reparam", t, (
+            "--num_components=1", "--policy_gradient=reparameterized")), t))]
   if claim == "components":
     return [Arm(f"K={k}", _paper("halfcheetah") if k == 4 else
                 Run(f"halfcheetah-K{k}", "halfcheetah", (f"--num_components={k}",)))
@@ -241,6 +255,17 @@ def analyze(claim: str, arms: Sequence[Arm], data: dict[str, tuple], budget: str
         for stat in ("final", "auc"):
           out["parts"].append(dict(part=f"{t}: SAC {stat} > {label} {stat}",
                                    **V.directional(sac[stat], d[stat])))
+  elif claim == "mixture_gradients":
+    for t in dict.fromkeys(a.panel for a in arms):
+      lr, mrp, k1 = (by_label(t, x) for x in ("K=4 likelihood ratio",
+                                               "K=4 marginalized reparam.",
+                                               "K=1 reparameterized"))
+      out["parts"].append(dict(part=f"{t}: K=4 MRP final > K=4 likelihood ratio final",
+                               **V.directional(mrp["final"], lr["final"])))
+      margin = 0.15 * abs(k1["final_mean"])
+      out["parts"].append(dict(
+          part=f"{t}: K=4 MRP within 15% of K=1 reparameterized (parity)",
+          **V.within(k1["final"], mrp["final"], margin)))
   elif claim == "seeds":
     sac, ddpg = stats["SAC"], stats["DDPG"]
     out["parts"].append(dict(part="SAC's spread of final returns across seeds < DDPG's",

@@ -63,15 +63,18 @@ def test_smoke_budget_of_the_halfcheetah_claims(tmp_path):
 
 
 def test_smoke_budget_of_the_per_task_claims(tmp_path):
-  """tasks (paper and modern) and sac_vs_ddpg on Hopper only."""
+  """tasks (paper and modern), sac_vs_ddpg and mixture_gradients on Hopper only (the
+  paper run is shared by all three)."""
   runs = tmp_path / "runs"
-  for claim in ("tasks", "sac_vs_ddpg"):
+  for claim, arms in (("tasks", 2), ("sac_vs_ddpg", 2), ("mixture_gradients", 3)):
     out = tmp_path / claim
     res = _reproduce(runs, f"--claim={claim}", "--tasks=hopper", f"--out={out}")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    result = _check_outputs(out, claim, 2)
-  assert [p["part"] for p in result["parts"]] == [
-      "hopper: SAC final > DDPG G=1 final", "hopper: SAC auc > DDPG G=1 auc"]
+    result = _check_outputs(out, claim, arms)
+    if claim == "sac_vs_ddpg":
+      assert [p["part"] for p in result["parts"]] == [
+          "hopper: SAC final > DDPG G=1 final", "hopper: SAC auc > DDPG G=1 auc"]
+  assert len(result["parts"]) == 2
 
 
 def test_arm_statistics_follow_the_metrics(tmp_path):
@@ -97,7 +100,7 @@ def test_arm_statistics_follow_the_metrics(tmp_path):
 
 def test_bad_input_is_one_clear_line(tmp_path):
   res = _reproduce(tmp_path, "--claim=nope")
-  assert res.returncode != 0 and "tasks|sac_vs_ddpg|seeds|hard" in res.stderr
+  assert res.returncode != 0 and "tasks|sac_vs_ddpg|seeds|hard|grad_steps|components|mixture_gradients" in res.stderr
   res = _reproduce(tmp_path, "--claim=hard", "--seeds=1")
   assert res.returncode != 0 and "--seeds=1" in res.stderr
   res = _reproduce(tmp_path, "--claim=hard", "--arms=bogus")
