@@ -33,6 +33,7 @@ _EXPORTS = {
     "Agent": "agent",
     "LoopConfig": "loop",
     "train": "loop",
+    "load_policy": "policy",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
