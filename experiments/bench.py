@@ -4,8 +4,8 @@ r"""Throughput benchmark (../shared/BENCHMARKS.md): sac_jax beside stable-baseli
     python -m experiments.bench --quick    # about a minute: smaller M and step counts
 
 Measures, for the equal-work configuration (twin Q, reparameterized K = 1, automatic
-temperature, 256 x 256, batch 256, G = 1: what the peers run; sac_jax also trains its V
-network, which the peers do not have) and the paper configuration (V + Q, GMM K = 4,
+temperature, 256 x 256, batch 256, G = 1, no V network (SAC 2018b's value-free critic,
+target Q networks): what the peers run) and the paper configuration (V + Q, GMM K = 4,
 likelihood ratio, 128 x 128, batch 128):
   - the update alone: microseconds per gradient step per member, M = 1, 4, 16, 64, with
     the update's FLOPs from XLA's cost analysis and the achieved GFLOP/s against the
@@ -15,6 +15,10 @@ likelihood ratio, 128 x 128, batch 128):
     and peak RSS, each case in its own process;
   - the peer, stable-baselines-jax SAC, with the same settings and steps, in its own
     process, when the `bench` extra is installed.
+With `--overlap` the end-to-end sac_jax cases run with `LoopConfig.overlap` (two device
+calls per env step, the update running while the envs step; actions one update behind);
+run once with and once without to compare.
+
 Prints a table and writes JSON (`--out`).
 """
 
@@ -47,6 +51,9 @@ flags.DEFINE_bool("update_only", True, "Run the update-alone cases.")
 flags.DEFINE_float("peak_gflops", None, "fp32 peak of the device; default: estimated "
                    "for a CPU as cores x clock x 32 FLOP/cycle (AVX-512 FMA).")
 flags.DEFINE_string("out", "bench.json", "Where the JSON results go.")
+flags.DEFINE_bool("overlap", False, "End-to-end sac_jax cases with LoopConfig.overlap: "
+                  "act, then dispatch the update while the envs step (actions one "
+                  "update behind).")
 flags.DEFINE_string("case", None, "Internal: run one end-to-end case (JSON) and print it.")
 
 CONFIGS = {
@@ -163,18 +170,18 @@ def gradient_step_flops(ag) -> float:
 
 # --------------------------------------------------------------------------- end to end
 def run_sac_case(config_name: str, num_members: int, env_id: str, warmup: int,
-                 measure: int) -> dict:
+                 measure: int, overlap: bool = False) -> dict:
   from sac_jax import agent, loop
   cfg = agent.SACConfig(**CONFIGS[config_name], buffer_size=warmup + measure,
                         start_steps=warmup)
   lc = loop.LoopConfig(env_id, num_members=num_members, seed=0,
                        total_env_steps=warmup + measure, eval_every=warmup,
-                       eval_episodes=1)
+                       eval_episodes=1, overlap=overlap)
   history = loop.train(cfg, lc)
   # The record at the end holds the SPS since the evaluation at `warmup` (evaluation
   # time excluded): the learning phase alone.
   sps = history[-1].sps
-  return dict(kind="sac", config=config_name, members=num_members,
+  return dict(kind="sac", config=config_name, members=num_members, overlap=overlap,
               sps_per_member=sps, sps_aggregate=sps * num_members,
               peak_rss_gb=_peak_rss_gb())
 
@@ -252,7 +259,7 @@ def format_table(results: list[dict], peak: float) -> str:
               f"{'implementation':<28} {'config':<11} {'M':>3} {'SPS total':>10} "
               f"{'SPS/member':>11} {'x peer':>7} {'peak RSS GB':>12}"]
     for r in e2e:
-      name = r.get("impl", "sac_jax")
+      name = r.get("impl", "sac_jax" + (" (overlap)" if r.get("overlap") else ""))
       ratio = (f"{r['sps_per_member'] / peer['sps_per_member']:.2f}"
                if peer and r["config"] == "equal_work" else "")
       lines.append(f"{name:<28} {r['config']:<11} {r['members']:>3} "
@@ -269,7 +276,7 @@ def main(argv):
       result = run_peer_case(spec["env_id"], spec["warmup"], spec["measure"])
     else:
       result = run_sac_case(spec["config"], spec["members"], spec["env_id"],
-                            spec["warmup"], spec["measure"])
+                            spec["warmup"], spec["measure"], spec.get("overlap", False))
     print("BENCH_RESULT " + json.dumps(result), flush=True)
     return
 
@@ -279,9 +286,13 @@ def main(argv):
   update_members = [int(m) for m in FLAGS.update_members]
   members = [int(m) for m in FLAGS.members]
   warmup, measure, repeats = FLAGS.warmup_steps, FLAGS.measure_steps, FLAGS.update_repeats
-  if FLAGS.quick:
-    update_members, members = [1, 4], [1]
-    warmup, measure, repeats = 1000, 1000, 3
+  if FLAGS.quick:  # its smaller defaults; a flag given explicitly still wins
+    given = lambda name: FLAGS[name].present
+    update_members = update_members if given("update_members") else [1, 4]
+    members = members if given("members") else [1]
+    warmup = warmup if given("warmup_steps") else 1000
+    measure = measure if given("measure_steps") else 1000
+    repeats = repeats if given("update_repeats") else 3
   peak = FLAGS.peak_gflops or cpu_peak_gflops()
   results: list[dict] = []
   device = device_description()
@@ -307,14 +318,17 @@ def main(argv):
               "(pip install -e '.[bench]' -c experiments/bench-constraints.txt)")
     for name in FLAGS.configs:
       for m in members:
-        r = _subprocess_case(dict(base, kind="sac", config=name, members=m))
-        print(f"  sac_jax {name} M={m}: {r['sps_aggregate']:.1f} SPS total", flush=True)
+        r = _subprocess_case(dict(base, kind="sac", config=name, members=m,
+                                  overlap=FLAGS.overlap))
+        print(f"  sac_jax{' overlap' if FLAGS.overlap else ''} {name} M={m}: "
+              f"{r['sps_aggregate']:.1f} SPS total", flush=True)
         results.append(r)
 
   table = format_table(results, peak)
   print("\n" + table)
   out = dict(device=device, peak_gflops=peak, env_id=FLAGS.env_id, warmup_steps=warmup,
-             measure_steps=measure, quick=FLAGS.quick, results=results,
+             measure_steps=measure, quick=FLAGS.quick, overlap=FLAGS.overlap,
+             results=results,
              time=time.strftime("%Y-%m-%dT%H:%M:%S"))
   tmp = FLAGS.out + ".tmp"
   with open(tmp, "w") as f:

@@ -479,6 +479,64 @@ class Agent:
               if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
+  # ------------------------------------------------ overlapped acting (LoopConfig.overlap)
+  def act(self, state: TrainState, obs: jax.Array, has_transition
+          ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The next action for `obs` from the CURRENT params, leaving the state unchanged.
+
+    The first of the two device calls per env step with `LoopConfig.overlap`; the second,
+    `store_and_update`, is dispatched right after and runs while the host steps the envs.
+    The action is exactly what `step` (the synchronous call) would return for this state
+    with `do_update` False: `step(state, transition, has_transition, obs, False)`. So the
+    action taken at env step t comes from the params after the update of env step t - 1,
+    one update behind the synchronous path (whose action at t follows the update of t).
+
+    `has_transition`: the pending transition counts towards start_steps, as in `step`.
+    Returns (action, key, ok): zeros for a frozen (or now diverging) member; `key` is the
+    state's next PRNG key and `ok` False where the policy's action is not finite: both go
+    to `store_and_update`, which installs the key and freezes a member whose action was
+    not finite.
+    """
+    c = self.config
+    key, k_act, k_uni = jax.random.split(state.key, 3)
+    policy_a = self.explore(state, obs, k_act)
+    uniform_a = jax.random.uniform(k_uni, policy_a.shape, minval=-1.0, maxval=1.0)
+    stored = state.env_steps + jnp.asarray(has_transition, jnp.int32)
+    action = jnp.where(stored < c.start_steps, uniform_a, policy_a)
+    ok = self._all_finite((policy_a,) + self._learned(state))
+    keep = (state.diverged_at < 0) & ok
+    return jnp.where(keep, action, jnp.zeros_like(action)), key, ok
+
+  def store_and_update(self, state: TrainState, key: jax.Array, act_ok,
+                       transition: replay.Transition, has_transition, do_update
+                       ) -> tuple[TrainState, losses.Metrics]:
+    """The second device call per env step with `LoopConfig.overlap` (after `act`).
+
+    Installs `key` (from `act`), inserts `transition` (when `has_transition`), runs G
+    gradient steps (when `do_update`). Divergence as in `step`: if `act_ok` is False or
+    the metrics or the new params are not all finite, the member is frozen (params and
+    optimizer states keep their values from before this call; never a select over the
+    replay buffer) and `diverged_at` becomes the env step. A non-finite action found by
+    `act` at env step t thus freezes the member at the params it had then (those after
+    the update of step t - 1), where `step` would have frozen it before the update of t.
+    """
+    c = self.config
+    state = state._replace(
+        key=key, replay=replay.add(state.replay, transition, has_transition),
+        env_steps=state.env_steps + jnp.asarray(has_transition, jnp.int32))
+    template = jax.eval_shape(lambda s: self.update(s, c.grad_steps)[1], state)
+    zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), template)
+    new, metrics = jax.lax.cond(
+        do_update, lambda s: self.update(s, c.grad_steps), lambda s: (s, zeros), state)
+    healthy = state.diverged_at < 0
+    finite = jnp.asarray(act_ok) & self._all_finite((metrics,) + self._learned(new))
+    keep = healthy & finite
+    learned = jax.tree.map(lambda a, b: jnp.where(keep, a, b), self._learned(new),
+                           self._learned(state))
+    new = new._replace(**dict(zip(self.LEARNED, learned)), diverged_at=jnp.where(
+        healthy & ~finite, state.env_steps, state.diverged_at))
+    return new, metrics
+
   def ready_to_update(self, env_steps: int) -> bool:
     """Host-side rule for `do_update`: past start_steps and a full batch stored."""
     c = self.config
@@ -489,6 +547,18 @@ class Agent:
     """jit(vmap(step)) over members; the state is donated."""
     vstep = jax.vmap(self.step, in_axes=(0, 0, None, 0, None))
     return jax.jit(vstep, donate_argnums=0)
+
+  def make_act(self) -> Callable[..., tuple[jax.Array, jax.Array, jax.Array]]:
+    """jit(vmap(act)) over members: (state, obs[M, obs_dim], has_transition) -> (action,
+    key, ok). Reads the state (not donated); what it does not use (the replay buffer)
+    is pruned from the compiled call."""
+    return jax.jit(jax.vmap(self.act, in_axes=(0, 0, None)))
+
+  def make_update(self) -> Callable[..., tuple[TrainState, losses.Metrics]]:
+    """jit(vmap(store_and_update)) over members: (state, key, ok, transition,
+    has_transition, do_update) -> (state, metrics); the state is donated."""
+    vupdate = jax.vmap(self.store_and_update, in_axes=(0, 0, 0, 0, None, None))
+    return jax.jit(vupdate, donate_argnums=0)
 
   def make_eval_act(self) -> Callable[[Any, Any, jax.Array], jax.Array]:
     """jit(vmap(eval_action)): (policy_params[M], q_params[M], obs[M, n, obs_dim])."""

@@ -1,7 +1,11 @@
 """The host loop: collect, update, evaluate; everything else is a recorder's.
 
 One jitted device call per env step for all members (insert the last transition, G
-gradient steps, next actions); the envs step on the host in between. Every `eval_every`
+gradient steps, next actions); the envs step on the host in between. With
+`LoopConfig.overlap` two calls instead: act from the current params, then dispatch the
+insert and the G gradient steps without waiting, so the device updates while the host
+steps the envs; the actions then lag by one update (the action at env step t comes from
+the params after the update of env step t - 1). Every `eval_every`
 env steps (and at the end) each member's deterministic policy plays `eval_episodes`
 episodes. The loop writes no file and prints no line: it hands its events to recorders
 (sac_jax.recorders: the run directory with its checkpoints, the progress line,
@@ -75,6 +79,12 @@ class LoopConfig:
   # processes after jax.distributed.initialize), 1 = no sharding. The member count must be
   # a multiple of it.
   num_devices: int = 0
+  # Overlap the device's update with the host's env step: per env step, `Agent.act` (the
+  # action from the current params), then `Agent.store_and_update` (insert, G gradient
+  # steps) dispatched without waiting, while the envs step. Actions then lag the
+  # synchronous path by one update: the action at env step t comes from the params after
+  # the update of step t - 1 (False: one fused call, the action follows the update of t).
+  overlap: bool = False
 
   def seeds(self) -> list[int]:
     if self.member_seeds is None:
@@ -284,7 +294,10 @@ def train(sac_config: agent_lib.SACConfig, loop_config: LoopConfig,
     state, loop = point
     del point
 
-    step_fn = ag.make_step()
+    if lc.overlap:
+      act_fn, update_fn = ag.make_act(), ag.make_update()
+    else:
+      step_fn = ag.make_step()
     eval_act = ag.make_eval_act()
     train_envs = envs_lib.TrainEnvs(lc.env_id, place.num_local, lc.seed, lc.async_envs)
     eval_envs = envs_lib.EvalEnvs(lc.env_id, seeds, lc.eval_episodes, calls=loop.eval_calls)
@@ -296,9 +309,17 @@ def train(sac_config: agent_lib.SACConfig, loop_config: LoopConfig,
     while loop.env_step < lc.total_env_steps:
       t = loop.env_step
       updated = ag.ready_to_update(t)
-      state, action, metrics = step_fn(state, place.put(loop.transition),
-                                       loop.has_transition, place.put(obs), updated)
-      action = place.local(action)
+      if lc.overlap:
+        # Act from the params of the last update (waiting for it), then dispatch this
+        # step's update without waiting: it runs while the envs step below.
+        action, key, ok = act_fn(state, place.put(obs), loop.has_transition)
+        action = place.local(action)
+        state, metrics = update_fn(state, key, ok, place.put(loop.transition),
+                                   loop.has_transition, updated)
+      else:
+        state, action, metrics = step_fn(state, place.put(loop.transition),
+                                         loop.has_transition, place.put(obs), updated)
+        action = place.local(action)
       next_obs, reward, terminated, _, obs_after = train_envs.step(action)
       loop = loop._replace(
           env_step=t + 1, transition=replay.Transition(obs, action, reward, next_obs,
