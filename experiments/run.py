@@ -88,6 +88,9 @@ flags.DEFINE_integer("checkpoint_every", 10_000, "env steps between checkpoints 
                      "(0: only at the end and on SIGINT/SIGTERM)")
 flags.DEFINE_integer("max_to_keep", 2, "checkpoints kept")
 flags.DEFINE_string("run_dir", None, "output directory (default runs/<env_id>-<timestamp>)")
+flags.DEFINE_bool("overlap", False, "act with the current policy, then dispatch the G "
+                  "updates and step the envs while the device runs them: the actions come "
+                  "from parameters one update behind (off in the paper's flagfiles)")
 flags.DEFINE_bool("async_envs", False, "step the members' envs in subprocesses "
                   "(gymnasium AsyncVectorEnv); worth it with many members")
 flags.DEFINE_float("log_every_s", 5.0, "seconds between progress lines (0: quiet)")
@@ -120,7 +123,7 @@ DDPG_CONTRADICTS = dict(auto_alpha=(False, "DDPG has no temperature to learn"),
                         policy_gradient=("likelihood_ratio", "DDPG's actor is "
                                          "deterministic and follows dQ/da"))
 RESUMABLE = ("total_env_steps", "checkpoint_every", "max_to_keep", "run_dir", "async_envs",
-             "log_every_s", "num_devices", "coordinator_address", "num_processes",
+             "overlap", "log_every_s", "num_devices", "coordinator_address", "num_processes",
              "process_id", "tensorboard")
 # Flags that change array shapes or the graph (named as such in the refusal).
 SHAPE_CHANGING = ("env_id", "num_seeds", "num_components", "hidden_sizes", "activation",
@@ -353,7 +356,8 @@ def validate(v: dict):
   lc = loop.LoopConfig(
       env_id=v["env_id"], num_members=num_members(v), seed=v["seed"],
       total_env_steps=v["total_env_steps"], eval_every=v["eval_every"],
-      eval_episodes=v["eval_episodes"], async_envs=v["async_envs"], run_dir=v["run_dir"],
+      eval_episodes=v["eval_episodes"], async_envs=v["async_envs"], overlap=v["overlap"],
+      run_dir=v["run_dir"],
       checkpoint_every=v["checkpoint_every"], max_to_keep=v["max_to_keep"],
       log_every_s=v["log_every_s"],
       title=_title(v),

@@ -16,6 +16,7 @@ one update. Through the library API, with the tiny Pendulum config of test_recor
 - a short Pendulum run: finite, every evaluation made, the expected update count.
 """
 
+import os
 import jax
 import numpy as np
 import pytest
@@ -190,3 +191,30 @@ def test_a_short_pendulum_run_trains_as_usual():
   for x in jax.tree.leaves(state):
     if np.issubdtype(x.dtype, np.floating):
       assert np.isfinite(x).all()
+
+
+def test_cli_overlap_flag_and_resume_without_it(tmp_path):
+  """--overlap from the command line; a run started with it resumes without it (the flag
+  only changes the order of device work, so it is one of run.RESUMABLE)."""
+  from cli_util import cli, read_rows
+  run = str(tmp_path / "run")
+  args = ["--env_id=Pendulum-v1", "--hidden_sizes=16,16", "--batch_size=16",
+          "--start_steps=100", "--buffer_size=400", "--eval_every=100", "--eval_episodes=1",
+          "--num_seeds=2", "--checkpoint_every=100", "--log_every_s=0", f"--run_dir={run}"]
+  first = cli("experiments.run", *args, "--overlap", "--total_env_steps=200")
+  assert first.returncode == 0, first.stderr[-3000:]
+  assert "--overlap" in open(f"{run}/flags.txt").read().split()
+  second = cli("experiments.run", *args, "--total_env_steps=300")
+  assert second.returncode == 0, second.stderr[-3000:]
+  assert [(int(r["env_step"]), int(r["member"])) for r in read_rows(run)] == [
+      (s, m) for s in (100, 200, 300) for m in (0, 1)]
+  # The flag reaches the loop's config.
+  import subprocess, sys
+  code = ("import sys; from absl import flags; import experiments.run as r; "
+          "flags.FLAGS(sys.argv); v = r.flag_values(); v['run_dir'] = sys.argv[-1]; "
+          "print(r.validate(v)[2].overlap)")
+  for flag, expected in (("--overlap", "True"), ("--nooverlap", "False")):
+    out = subprocess.run([sys.executable, "-c", code, "--env_id=Pendulum-v1", flag,
+                          str(tmp_path / "x")], cwd=os.path.dirname(os.path.dirname(
+                              os.path.abspath(__file__))), capture_output=True, text=True)
+    assert out.stdout.strip() == expected, out.stderr[-2000:]
