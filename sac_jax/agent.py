@@ -177,7 +177,7 @@ class TrainState(NamedTuple):
   replay: replay.ReplayState
   key: jax.Array              # PRNG key
   env_steps: jax.Array        # shape=(), int32: transitions stored so far
-  grad_steps: jax.Array       # shape=(), int32: gradient steps taken so far
+  updates: jax.Array          # shape=(), int32: gradient steps taken so far
   diverged_at: jax.Array      # shape=(), int32: env step at which a non-finite value froze
                               # this member (Agent.step); -1 while it is healthy
 
@@ -254,7 +254,7 @@ class Agent:
         replay=replay.init(c.buffer_size, self.obs_dim, self.act_dim),
         key=key,
         env_steps=jnp.zeros((), jnp.int32),
-        grad_steps=jnp.zeros((), jnp.int32),
+        updates=jnp.zeros((), jnp.int32),
         diverged_at=jnp.full((), -1, jnp.int32))
 
   def init_members(self, keys: jax.Array, hparams: HParams | None = None,
@@ -305,7 +305,7 @@ class Agent:
     eps = None
     if c.policy_gradient == "reparameterized":
       eps = jax.random.normal(key, out.means.shape[:-2] + out.means.shape[-1:])
-      u = out.means[..., 0, :] + jnp.exp(out.log_stds[..., 0, :]) * eps
+      u = gmm.reparameterize(out.means[..., 0, :], out.log_stds[..., 0, :], eps)
     elif c.policy_gradient == "mixture_reparameterized":
       # The V target and the temperature use ONE sampled action per state, as in the other
       # branches; only the policy loss sums over the K components, each with its own eps_k.
@@ -374,7 +374,7 @@ class Agent:
     new_pp, p_opt = apply_adam(g.policy, state.policy_opt_state, state.policy_params)
     new_qp, q_opt = apply_adam(g.q, state.q_opt_state, state.q_params)
     new = state._replace(policy_params=new_pp, q_params=new_qp, policy_opt_state=p_opt,
-                         q_opt_state=q_opt, grad_steps=state.grad_steps + 1)
+                         q_opt_state=q_opt, updates=state.updates + 1)
     if self.config.value_network:
       new_vp, v_opt = apply_adam(g.v, state.v_opt_state, state.v_params)
       new = new._replace(v_params=new_vp, v_opt_state=v_opt, v_target_params=(
@@ -467,7 +467,7 @@ class Agent:
   # The TrainState fields a diverged member freezes (params, optimizer states, counters).
   LEARNED = ("policy_params", "q_params", "v_params", "v_target_params", "q_target_params",
              "policy_opt_state", "q_opt_state", "v_opt_state", "log_alpha",
-             "alpha_opt_state", "grad_steps")
+             "alpha_opt_state", "updates")
 
   def _learned(self, state: TrainState) -> tuple:
     return tuple(getattr(state, f) for f in self.LEARNED)

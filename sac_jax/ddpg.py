@@ -180,7 +180,7 @@ class DDPGState(NamedTuple):
   replay: replay.ReplayState
   key: jax.Array              # PRNG key
   env_steps: jax.Array        # shape=(), int32: transitions stored so far
-  grad_steps: jax.Array       # shape=(), int32: gradient steps taken so far
+  updates: jax.Array          # shape=(), int32: gradient steps taken so far
   diverged_at: jax.Array      # shape=(), int32: env step a non-finite value froze it; -1
 
 
@@ -189,7 +189,7 @@ class DDPGAgent(agent_lib.Agent):
   eval_action, make_step, make_eval_act (`step`, `update` and the jitting are SAC's)."""
 
   LEARNED = ("policy_params", "q_params", "policy_target_params", "q_target_params",
-             "policy_opt_state", "q_opt_state", "grad_steps")
+             "policy_opt_state", "q_opt_state", "updates")
   HPARAMS = DDPGHParams
 
   def __init__(self, config: DDPGConfig, obs_dim: int, act_dim: int):
@@ -222,7 +222,7 @@ class DDPGAgent(agent_lib.Agent):
         policy_opt_state=agent_lib.adam(h.lr_policy).init(pp),
         q_opt_state=agent_lib.adam(h.lr_q).init(qp),
         hparams=h, replay=replay.init(c.buffer_size, self.obs_dim, self.act_dim), key=key,
-        env_steps=jnp.zeros((), jnp.int32), grad_steps=jnp.zeros((), jnp.int32),
+        env_steps=jnp.zeros((), jnp.int32), updates=jnp.zeros((), jnp.int32),
         diverged_at=jnp.full((), -1, jnp.int32))
 
   def gradient_step(self, state: DDPGState, batch: replay.Transition, key: chex.PRNGKey
@@ -246,7 +246,7 @@ class DDPGAgent(agent_lib.Agent):
         policy_target_params=optax.incremental_update(new_pp, state.policy_target_params,
                                                       h.tau),
         q_target_params=optax.incremental_update(new_qp, state.q_target_params, h.tau),
-        grad_steps=state.grad_steps + 1)
+        updates=state.updates + 1)
     return new, {**q_metrics, **p_metrics}
 
   def explore(self, state: DDPGState, obs: jax.Array, key: chex.PRNGKey) -> jax.Array:

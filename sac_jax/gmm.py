@@ -59,6 +59,12 @@ def squashed_log_prob(logits: jax.Array, means: jax.Array, log_stds: jax.Array,
   return log_prob(logits, means, log_stds, u) - tanh_log_det_jacobian(u)
 
 
+def reparameterize(means: jax.Array, log_stds: jax.Array, eps: jax.Array) -> jax.Array:
+  """u = mu + exp(log_std) * eps: the pre-squash sample as a differentiable function of the
+  means and log-stds for given standard normal noise eps (same shapes, broadcasting)."""
+  return means + jnp.exp(log_stds) * eps
+
+
 def sample(key: chex.PRNGKey, logits: jax.Array, means: jax.Array,
            log_stds: jax.Array) -> jax.Array:
   """u ~ p(.|s): k ~ Categorical(softmax(w)), u = mu_k + exp(log_std_k) * eps.
@@ -76,7 +82,7 @@ def sample(key: chex.PRNGKey, logits: jax.Array, means: jax.Array,
   mu_k = jnp.take_along_axis(means, k[..., None, None], axis=-2)[..., 0, :]
   log_std_k = jnp.take_along_axis(log_stds, k[..., None, None], axis=-2)[..., 0, :]
   eps = jax.random.normal(eps_key, batch + (d,), dtype=means.dtype)
-  return mu_k + jnp.exp(log_std_k) * eps
+  return reparameterize(mu_k, log_std_k, eps)
 
 
 def component_modes(means: jax.Array) -> jax.Array:

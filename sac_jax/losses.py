@@ -110,7 +110,7 @@ def reparameterized_policy_loss(
   if out.logits.shape[-1] != 1:
     raise ValueError("the reparameterized policy gradient needs num_components = 1, got "
                      f"{out.logits.shape[-1]}")
-  u = out.means[..., 0, :] + jnp.exp(out.log_stds[..., 0, :]) * eps
+  u = gmm.reparameterize(out.means[..., 0, :], out.log_stds[..., 0, :], eps)
   log_pi = gmm.squashed_log_prob(out.logits, out.means, out.log_stds, u)
   q = q_fn(obs, jnp.tanh(u))
   chex.assert_equal_shape([log_pi, q])
@@ -165,7 +165,7 @@ def mixture_reparameterized_policy_loss(
   chex.assert_rank(eps, 3)
   chex.assert_equal_shape([out.means, eps])  # [B, K, d]
   b, k, d = eps.shape
-  u = out.means + jnp.exp(out.log_stds) * eps                              # [B, K, d]
+  u = gmm.reparameterize(out.means, out.log_stds, eps)                     # [B, K, d]
   # log pi(a_k|s) under the whole mixture: the K samples against the K components.
   log_pi = gmm.squashed_log_prob(out.logits[:, None, :], out.means[:, None],
                                  out.log_stds[:, None], u)                  # [B, K]

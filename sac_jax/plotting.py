@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import collections
 import csv
+import io
 import os
-import tempfile
 from typing import Sequence
 
 import matplotlib
@@ -27,6 +27,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from sac_jax import rundir  # noqa: E402
 
 STOP_RULE = "mean and band drawn only where every member has a return; x: a member diverged"
 
@@ -189,19 +191,7 @@ def _finish(fig, ax, title: str, out_path: str) -> None:
 
 
 def save(fig, out_path: str) -> None:
-  """fig as PNG at `out_path`, via a temporary file in the same directory and os.replace."""
-  d = os.path.dirname(os.path.abspath(out_path))
-  fd, tmp = tempfile.mkstemp(dir=d, prefix=".curves.", suffix=".png")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      fig.savefig(f, format="png")
-      f.flush()
-      os.fsync(f.fileno())
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)
-    os.replace(tmp, out_path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  """fig as PNG at `out_path`, atomically (rundir.atomic_write)."""
+  buf = io.BytesIO()
+  fig.savefig(buf, format="png")
+  rundir.atomic_write(out_path, buf.getvalue())

@@ -41,14 +41,14 @@ def test_member_of_vmapped_step_equals_single_member_step(kind):
   state, _, _, tr, obs = _feed(ag, ag.make_step(), state, 20, m)
   singles = [jax.jit(ag.step)(agent.member(state, i), agent.member(tr, i), True, obs[i], True)
              for i in range(m)]
-  old_grad_steps = int(state.grad_steps[0])
+  old_grad_steps = int(state.updates[0])
   new_state, actions, metrics = ag.make_step()(state, tr, True, obs, True)  # donates state
   for i, (s_i, a_i, m_i) in enumerate(singles):
     # vmap may reorder float32 reductions: 1e-5 relative, 1e-6 absolute.
     chex.assert_trees_all_close(agent.member(new_state, i), s_i, rtol=1e-5, atol=1e-6)
     chex.assert_trees_all_close(actions[i], a_i, rtol=1e-5, atol=1e-6)
     chex.assert_trees_all_close(agent.member(metrics, i), m_i, rtol=1e-5, atol=1e-6)
-  assert int(new_state.grad_steps[0]) == old_grad_steps + ag.config.grad_steps
+  assert int(new_state.updates[0]) == old_grad_steps + ag.config.grad_steps
 
 
 def _train_params(seed):
@@ -60,7 +60,7 @@ def _train_params(seed):
 
 def test_same_seed_is_bitwise_equal_and_different_seeds_differ():
   a, b, c = _train_params(0), _train_params(0), _train_params(1)
-  assert int(a.grad_steps[0]) > 10
+  assert int(a.updates[0]) > 10
   chex.assert_trees_all_equal(a.policy_params, b.policy_params)
   chex.assert_trees_all_equal(a.q_params, b.q_params)
   chex.assert_trees_all_equal(a.v_target_params, b.v_target_params)
@@ -79,7 +79,7 @@ def test_step_compiles_once_over_many_calls():
   step_fn = ag.make_step()
   state = ag.init_members(jax.random.split(jax.random.PRNGKey(0), 2))
   state, *_ = _feed(ag, step_fn, state, 40, 2)
-  assert int(state.grad_steps[0]) == 40 - ag.config.start_steps
+  assert int(state.updates[0]) == 40 - ag.config.start_steps
 
 
 @pytest.mark.parametrize("name,value", [("reward_scale", 7.0), ("lr_q", 1e-2),

@@ -109,7 +109,7 @@ def test_gradient_step_uses_pre_update_params_and_moves_both_targets():
   chex.assert_trees_all_close(
       new.policy_target_params,
       jax.tree.map(lambda n, t: 0.1 * n + 0.9 * t, exp_p, s.policy_target_params), **tol)
-  assert int(new.grad_steps) == 1
+  assert int(new.updates) == 1
 
 
 def test_exploration_noise_per_member_and_clipped():

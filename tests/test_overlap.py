@@ -114,7 +114,7 @@ def test_a_run_resumes_from_a_checkpoint(tmp_path):
   # checkpoint included; one update per env step from 100 on.
   state, end = second.at[250]
   assert list(state.env_steps) == [249, 249] and list(state.replay.size) == [249, 249]
-  assert list(state.grad_steps) == [150, 150] and list(state.diverged_at) == [-1, -1]
+  assert list(state.updates) == [150, 150] and list(state.diverged_at) == [-1, -1]
   assert end.has_transition and end.env_step == 250
   assert all(np.isfinite(r.returns).all() for r in h1 + h2)
 
@@ -149,7 +149,7 @@ def test_a_diverged_member_is_frozen_and_acts_zeros(diverged):
   assert [list(r.diverged_at) for r in sick] == [[-1, -1], [-1, 100], [-1, 100]]
   assert np.isnan(sick[-1].returns[1]).all() and np.isfinite(sick[-1].returns[0]).all()
   state = trace.at[300][0]
-  assert list(state.grad_steps) == [200, 0] and list(state.diverged_at) == [-1, 100]
+  assert list(state.updates) == [200, 0] and list(state.diverged_at) == [-1, 100]
   for x in jax.tree.leaves((state.policy_params, state.q_params, state.v_params,
                             state.policy_opt_state, state.q_opt_state)):
     assert np.isfinite(x[1]).all()
@@ -187,7 +187,7 @@ def test_a_short_pendulum_run_trains_as_usual():
   for r in history[1:]:
     assert r.train_metrics and all(np.isfinite(v).all() for v in r.train_metrics.values())
   state = trace.at[2000][0]
-  assert list(state.grad_steps) == [1500, 1500] and list(state.env_steps) == [1999, 1999]
+  assert list(state.updates) == [1500, 1500] and list(state.env_steps) == [1999, 1999]
   for x in jax.tree.leaves(state):
     if np.issubdtype(x.dtype, np.floating):
       assert np.isfinite(x).all()

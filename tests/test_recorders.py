@@ -307,7 +307,7 @@ def test_a_diverged_member_is_frozen_marked_and_reported(diverged):
   # Frozen before its first gradient step: its params and optimizer states kept their
   # (finite) values, while member 0 took all 200 steps.
   state = diverged["sick_state"]
-  assert list(state.grad_steps) == [200, 0] and list(state.diverged_at) == [-1, 100]
+  assert list(state.updates) == [200, 0] and list(state.diverged_at) == [-1, 100]
   for x in jax.tree.leaves((state.policy_params, state.q_params, state.v_params,
                             state.policy_opt_state, state.q_opt_state)):
     assert np.isfinite(x[1]).all()
