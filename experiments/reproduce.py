@@ -393,7 +393,7 @@ def plot(path: str, claim: str, arms: Sequence[Arm], data: dict, result: dict) -
     ax.set_ylabel("deterministic evaluation return")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left")
-  fig.suptitle(f"{claim} ({result['budget']} budget): {result['verdict']}. Mean over "
+  fig.suptitle(f"{claim} ({result['budget']} budget): {result['verdict']}\nmean over "
                "seeds (thick), min-max band, each seed thin", fontsize=9)
   fig.tight_layout()
   fig.savefig(path)
