@@ -34,9 +34,10 @@ import sys
 import warnings
 from typing import Any
 
-from absl import app
 from absl import flags
 from absl import logging
+
+from experiments import cli
 
 FLAGS = flags.FLAGS
 
@@ -134,8 +135,7 @@ RUN_FILE = "run.json"
 FLAGS_FILE = "flags.txt"
 
 
-class UsageError(ValueError):
-  """Bad input: reported as one line, exit status 2."""
+UsageError = cli.UsageError  # bad input: one line, exit status 2
 
 
 def our_flags() -> list[str]:
@@ -523,13 +523,5 @@ def main(argv):
   return 0
 
 
-def _main(argv):
-  try:
-    return main(argv)
-  except UsageError as e:  # anything else (a bug) keeps its traceback
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    return 2
-
-
 if __name__ == "__main__":
-  app.run(_main)
+  cli.run(main)

@@ -40,10 +40,10 @@ import sys
 import time
 from typing import Any
 
-from absl import app
 from absl import flags
 from absl import logging
 
+from experiments import cli
 from experiments import run
 
 FLAGS = flags.FLAGS
@@ -263,13 +263,5 @@ def run_num(x) -> str:
   return "n/a" if x is None else f"{x:.1f}"
 
 
-def _main(argv):
-  try:
-    return main(argv)
-  except run.UsageError as e:
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    return 2
-
-
 if __name__ == "__main__":
-  app.run(_main)
+  cli.run(main)

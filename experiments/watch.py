@@ -30,9 +30,10 @@ import subprocess
 import sys
 import warnings
 
-from absl import app
 from absl import flags
 from absl import logging
+
+from experiments import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("member", 0, "member of the run to load (seed / sweep setting index)")
@@ -63,8 +64,7 @@ _PROBE = ("import mujoco\n"
           "r.render()\n")
 
 
-class UsageError(ValueError):
-  """Bad input: reported as one line, exit status 2."""
+UsageError = cli.UsageError  # bad input: one line, exit status 2
 
 
 # ---------------------------------------------------------------- rendering
@@ -271,13 +271,5 @@ def main(argv) -> int:
   return 0
 
 
-def _main(argv):
-  try:
-    return main(argv)
-  except UsageError as e:  # anything else (a bug) keeps its traceback
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    return 2
-
-
 if __name__ == "__main__":
-  app.run(_main)
+  cli.run(main)
