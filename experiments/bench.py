@@ -54,6 +54,12 @@ flags.DEFINE_string("out", "bench.json", "Where the JSON results go.")
 flags.DEFINE_bool("overlap", False, "End-to-end sac_jax cases with LoopConfig.overlap: "
                   "act, then dispatch the update while the envs step (actions one "
                   "update behind).")
+flags.DEFINE_bool("reporting", False, "Also measure the share of wall time spent "
+                  "evaluating and writing the run directory (paper config, M = 1, with a "
+                  "run directory) at the paper's, the CLI's and the reproduction's "
+                  "evaluation protocols.")
+flags.DEFINE_integer("reporting_steps", 20000, "Learning-phase steps of each --reporting "
+                     "case.")
 flags.DEFINE_string("case", None, "Internal: run one end-to-end case (JSON) and print it.")
 
 CONFIGS = {
@@ -68,6 +74,13 @@ CONFIGS = {
                   tau=0.01, alpha=1.0, reward_scale=1.0, reg=1e-3, lr=3e-4, gamma=0.99,
                   grad_steps=1),
 }
+# The paper configuration with the marginalized reparameterized mixture gradient (He et al.
+# 2026; experiments/flags/mixture_mrp.flags): Q is evaluated at K actions per state.
+CONFIGS["paper_mrp"] = dict(CONFIGS["paper"], policy_gradient="mixture_reparameterized")
+# Evaluation protocols of --reporting: (eval_every, eval_episodes).
+PROTOCOLS = {"paper (1 episode / 1000 steps)": (1000, 1),
+             "CLI default (10 episodes / 1000 steps)": (1000, 10),
+             "reproduction (5 episodes / 5000 steps)": (5000, 5)}
 
 
 def _peak_rss_gb() -> float:
@@ -222,6 +235,88 @@ def run_peer_case(env_id: str, warmup: int, measure: int) -> dict:
               peak_rss_gb=_peak_rss_gb())
 
 
+class _Timed:
+  """A recorder proxy that adds up the seconds its recorder spends in each method, with
+  the env step of each on_eval (the loop sees the same protocol)."""
+
+  def __init__(self, inner):
+    self.inner = inner
+    self.seconds: dict[str, float] = {}
+    self.at: list[tuple[str, int, float]] = []  # (method, env step, seconds)
+
+  def _call(self, name: str, *args):
+    fn = getattr(self.inner, name, None)
+    if fn is None:
+      return None
+    t = time.perf_counter()
+    out = fn(*args)
+    dt = time.perf_counter() - t
+    self.seconds[name] = self.seconds.get(name, 0.0) + dt
+    return out, dt
+
+  def start(self, run):
+    self._call("start", run)
+
+  def restore(self, like):
+    got = self._call("restore", like)
+    return got[0] if got else None
+
+  def on_eval(self, record):
+    got = self._call("on_eval", record)
+    if got:
+      self.at.append(("on_eval", record.env_step, got[1]))
+
+  def after_step(self, loop, snapshot):
+    got = self._call("after_step", loop, snapshot)
+    if got:
+      self.at.append(("after_step", loop.env_step, got[1]))
+    return got[0] if got else None
+
+  def close(self, loop, complete):
+    self._call("close", loop, complete)
+
+
+def run_reporting_case(config_name: str, env_id: str, warmup: int, measure: int,
+                       eval_every: int, eval_episodes: int) -> dict:
+  """Where the learning phase's wall time goes with a run directory: training steps,
+  evaluation episodes, and the recorders (metrics.csv, curves.png, progress line).
+
+  Between two evaluations the loop's wall clock covers the earlier evaluation, its
+  recorders and the training steps; the record's SPS covers the training steps alone
+  (the recorders' after_step included). So evaluation + reporting = wall - steps / SPS,
+  and the recorders' on_eval time is measured directly.
+  """
+  import tempfile
+  from sac_jax import agent, loop, recorders
+  cfg = agent.SACConfig(**CONFIGS[config_name], buffer_size=warmup + measure,
+                        start_steps=warmup)
+  with tempfile.TemporaryDirectory() as d:
+    lc = loop.LoopConfig(env_id, num_members=1, seed=0, total_env_steps=warmup + measure,
+                         eval_every=eval_every, eval_episodes=eval_episodes,
+                         run_dir=os.path.join(d, "run"), checkpoint_every=0,
+                         log_every_s=0.0)
+    timed = [_Timed(r) for r in recorders.defaults(lc)]
+    history = loop.train(cfg, lc, recorders=timed)
+  learn = [r for r in history if r.env_step >= warmup]
+  if len(learn) < 2:
+    raise ValueError(f"--reporting: eval_every={eval_every} leaves fewer than two "
+                     f"evaluations in {measure} learning steps")
+  total = learn[-1].wall_time - learn[0].wall_time
+  train = sum((b.env_step - a.env_step) / b.sps for a, b in zip(learn, learn[1:]))
+  first, last = learn[0].env_step, learn[-1].env_step
+  report = sum(dt for r in timed for kind, step, dt in r.at
+               if kind == "on_eval" and first <= step < last)
+  # Part of the training time (inside the SPS): checkpoint checks, summary.json, the
+  # progress line, and the redraws at checkpoints.
+  after = sum(dt for r in timed for kind, step, dt in r.at
+              if kind == "after_step" and first < step < last)
+  return dict(kind="reporting", config=config_name, members=1, eval_every=eval_every,
+              eval_episodes=eval_episodes, seconds=total,
+              train_share=train / total, eval_share=(total - train - report) / total,
+              report_share=report / total, after_step_share=after / total,
+              evaluations=len(learn) - 1)
+
+
 def _subprocess_case(spec: dict) -> dict:
   cmd = [sys.executable, "-m", "experiments.bench", f"--case={json.dumps(spec)}"]
   proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -241,6 +336,20 @@ def peer_available() -> bool:
 
 
 # --------------------------------------------------------------------------- report
+def update_bound(results: list[dict], config: str, members: int) -> float | None:
+  """Per-member SPS if the host cost nothing: one env step of M members costs M gradient
+  steps (G = 1) at the measured update-alone time."""
+  u = next((r for r in results if r["kind"] == "update" and r["config"] == config
+            and r["members"] == members), None)
+  return 1e6 / (u["us_per_step_per_member"] * members) if u else None
+
+
+def flop_bound(results: list[dict], config: str, peak: float) -> float | None:
+  """Per-member SPS of one member at the machine's fp32 peak (M = 1, G = 1)."""
+  u = next((r for r in results if r["kind"] == "update" and r["config"] == config), None)
+  return peak * 1e3 / u["mflop_per_step_per_member"] if u else None
+
+
 def format_table(results: list[dict], peak: float) -> str:
   lines = []
   upd = [r for r in results if r["kind"] == "update"]
@@ -253,18 +362,44 @@ def format_table(results: list[dict], peak: float) -> str:
                    f" {r['mflop_per_step_per_member']:>11.1f} {r['gflops']:>8.1f}"
                    f" {100 * r['gflops'] / peak:>6.1f}%")
   e2e = [r for r in results if r["kind"] in ("sac", "peer")]
+  peer = next((r for r in e2e if r["kind"] == "peer"), None)
   if e2e:
-    peer = next((r for r in e2e if r["kind"] == "peer"), None)
-    lines += ["", "End to end, learning phase (env steps per second):",
+    lines += ["", "End to end, learning phase (env steps per second; bound: the update "
+              "alone at the same M):",
               f"{'implementation':<28} {'config':<11} {'M':>3} {'SPS total':>10} "
-              f"{'SPS/member':>11} {'x peer':>7} {'peak RSS GB':>12}"]
+              f"{'SPS/member':>11} {'x peer':>7} {'% bound':>8} {'peak RSS GB':>12}"]
     for r in e2e:
       name = r.get("impl", "sac_jax" + (" (overlap)" if r.get("overlap") else ""))
       ratio = (f"{r['sps_per_member'] / peer['sps_per_member']:.2f}"
                if peer and r["config"] == "equal_work" else "")
+      b = update_bound(results, r["config"], r["members"]) if r["kind"] == "sac" else None
+      bound = f"{100 * r['sps_per_member'] / b:.0f}%" if b else ""
       lines.append(f"{name:<28} {r['config']:<11} {r['members']:>3} "
                    f"{r['sps_aggregate']:>10.1f} {r['sps_per_member']:>11.1f} {ratio:>7}"
-                   f" {r['peak_rss_gb']:>12.2f}")
+                   f" {bound:>8} {r['peak_rss_gb']:>12.2f}")
+  race = [r for r in e2e if r["kind"] == "sac" and r["config"] == "equal_work"
+          and r["members"] == 1]
+  if peer and race:
+    lines.append("")
+    for r in race:
+      b, f = update_bound(results, "equal_work", 1), flop_bound(results, "equal_work", peak)
+      line = (f"race (HalfCheetah, M = 1, equal work): sac_jax"
+              f"{' (overlap)' if r.get('overlap') else ''} {r['sps_per_member']:.1f} SPS"
+              f" = {r['sps_per_member'] / peer['sps_per_member']:.2f} x "
+              f"{peer['impl']} ({peer['sps_per_member']:.1f} SPS)")
+      if b:
+        line += f"; {100 * r['sps_per_member'] / b:.0f}% of the update-alone bound {b:.0f} SPS"
+      if f:
+        line += f"; {100 * r['sps_per_member'] / f:.0f}% of the fp32-peak bound {f:.0f} SPS"
+      lines.append(line)
+  rep = [r for r in results if r["kind"] == "reporting"]
+  if rep:
+    lines += ["", "Share of learning-phase wall time (paper config, M = 1, run directory):",
+              f"{'protocol':<40} {'train':>7} {'eval':>7} {'run dir':>8} {'seconds':>8}"]
+    for r in rep:
+      lines.append(f"{r.get('protocol', ''):<40} {100 * r['train_share']:>6.1f}%"
+                   f" {100 * r['eval_share']:>6.1f}% {100 * r['report_share']:>7.1f}%"
+                   f" {r['seconds']:>8.1f}")
   return "\n".join(lines)
 
 
@@ -274,6 +409,10 @@ def main(argv):
     spec = json.loads(FLAGS.case)
     if spec["kind"] == "peer":
       result = run_peer_case(spec["env_id"], spec["warmup"], spec["measure"])
+    elif spec["kind"] == "reporting":
+      result = run_reporting_case(spec["config"], spec["env_id"], spec["warmup"],
+                                  spec["measure"], spec["eval_every"],
+                                  spec["eval_episodes"])
     else:
       result = run_sac_case(spec["config"], spec["members"], spec["env_id"],
                             spec["warmup"], spec["measure"], spec.get("overlap", False))
@@ -283,6 +422,10 @@ def main(argv):
   for name in FLAGS.configs:
     if name not in CONFIGS:
       raise app.UsageError(f"--configs: {name!r} is not one of {sorted(CONFIGS)}")
+  longest = max(every for every, _ in PROTOCOLS.values())
+  if FLAGS.reporting and FLAGS.reporting_steps < 2 * longest:
+    raise app.UsageError(f"--reporting_steps={FLAGS.reporting_steps}: must be >= "
+                         f"{2 * longest} (two evaluations of every protocol)")
   update_members = [int(m) for m in FLAGS.update_members]
   members = [int(m) for m in FLAGS.members]
   warmup, measure, repeats = FLAGS.warmup_steps, FLAGS.measure_steps, FLAGS.update_repeats
@@ -323,6 +466,16 @@ def main(argv):
         print(f"  sac_jax{' overlap' if FLAGS.overlap else ''} {name} M={m}: "
               f"{r['sps_aggregate']:.1f} SPS total", flush=True)
         results.append(r)
+
+  if FLAGS.reporting:
+    for label, (every, episodes) in PROTOCOLS.items():
+      r = _subprocess_case(dict(kind="reporting", config="paper", env_id=FLAGS.env_id,
+                                warmup=warmup, measure=FLAGS.reporting_steps,
+                                eval_every=every, eval_episodes=episodes))
+      r["protocol"] = label
+      print(f"  reporting {label}: evaluation {100 * r['eval_share']:.1f}%, run directory"
+            f" {100 * r['report_share']:.1f}% of wall time", flush=True)
+      results.append(r)
 
   table = format_table(results, peak)
   print("\n" + table)

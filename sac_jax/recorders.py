@@ -2,7 +2,8 @@
 
     RunDirectory   the run directory (sac_jax.rundir): metrics.csv rows after every
                    evaluation (with several processes each appends to its part file and
-                   process 0 merges), curves.png redrawn, summary.json, orbax checkpoints
+                   process 0 merges), curves.png redrawn (at most every `plot_every_s`
+                   seconds, and at every checkpoint and the end), summary.json, orbax checkpoints
                    every `checkpoint_every` env steps, at the end and on SIGINT/SIGTERM
                    (agreed on by all processes every SIGNAL_SYNC_EVERY env steps), and the
                    resume: the latest readable checkpoint, metrics.csv cut back to its step.
@@ -251,13 +252,21 @@ class RunDirectory(Recorder):
   and summary.json.
   """
 
+  # Redrawing curves.png re-reads metrics.csv and costs a few tenths of a second, which
+  # grows with the run; at the paper's protocol (an evaluation every 1000 steps of a fast
+  # configuration) drawing at every evaluation cost more than the evaluations themselves.
+  PLOT_EVERY_S = 30.0
+
   def __init__(self, run_dir: str, checkpoint_every: int = 0, max_to_keep: int = 2,
                title: str = "", verbose: bool = True, handle_signals: bool = True,
-               plot: bool = True):
+               plot: bool = True, plot_every_s: float = PLOT_EVERY_S):
     self.dir = run_dir
     self.checkpoint_every, self.max_to_keep = checkpoint_every, max_to_keep
     self.title, self.verbose = title, verbose
     self.handle_signals, self.draw = handle_signals, plot
+    self.plot_every_s = plot_every_s
+    self.drawn_at = -math.inf   # perf_counter of the last redraw
+    self.stale = False          # evaluations not yet drawn
     self.report = _Once()
     self.ckpt = None
     self.signals = None
@@ -310,8 +319,9 @@ class RunDirectory(Recorder):
     if self.num_processes > 1:
       parallel.barrier("sac_jax.rundir.appended")  # every part has this evaluation's rows
       self.merge(record.env_step)
-    if self.draw:
-      self.report("curves.png", self.plot)
+    self.stale = True
+    if time.perf_counter() - self.drawn_at >= self.plot_every_s:
+      self.redraw()
     parallel.barrier("sac_jax.rundir.merged")  # no part file grows during the merge
 
   def after_step(self, loop: LoopState, snapshot: Callable[[], ResumePoint]
@@ -335,6 +345,7 @@ class RunDirectory(Recorder):
     if t < total:
       self.report("summary.json", self.summary, t, loop.wall_time, self.rate(t),
                   complete=False)
+      self.redraw()  # the figure matches the checkpoint (and the files a stop leaves)
     return Stop(stop, checkpointed, "signal") if stop else None
 
   def close(self, loop: LoopState, complete: bool) -> None:
@@ -342,8 +353,7 @@ class RunDirectory(Recorder):
       if complete:
         self.report("summary.json", self.summary, loop.env_step, loop.wall_time,
                     self.rate(loop.env_step), complete=True)
-        if self.draw:
-          self.report("curves.png", self.plot)
+      self.redraw()
     finally:
       if self.signals is not None:
         self.signals.restore()
@@ -425,6 +435,13 @@ class RunDirectory(Recorder):
     return out
 
   # ------------------------------------------------------------ curves, summary
+  def redraw(self) -> None:
+    """curves.png from metrics.csv, if an evaluation has not been drawn yet."""
+    if self.draw and self.stale:
+      self.stale = False
+      self.drawn_at = time.perf_counter()
+      self.report("curves.png", self.plot)
+
   def plot(self) -> None:
     if not self.primary:
       return

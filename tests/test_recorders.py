@@ -361,3 +361,34 @@ def test_summary_json_is_strict(tmp_path):
   path = str(tmp_path / "s.json")
   rundir.write_json(path, dict(a=float("nan"), b=[1.0, float("inf")], c=np.float32(2.5)))
   assert _strict_json(path) == dict(a=None, b=[1.0, None], c=2.5)
+
+
+def test_curves_are_redrawn_at_most_every_plot_every_s_and_at_checkpoints_and_the_end(
+    tmp_path, monkeypatch):
+  """curves.png costs a re-read of metrics.csv and a matplotlib draw: drawn at the first
+  evaluation, then no more often than `plot_every_s` (here never by time), at every
+  checkpoint (so a stopped run's figure matches its files) and at the end, each time with
+  every evaluation so far."""
+  drawn = []
+  real = plotting.plot_curves
+
+  def spy(csv_path, *args, **kwargs):
+    drawn.append(max(keys(read_rows(os.path.dirname(csv_path))))[0])
+    return real(csv_path, *args, **kwargs)
+
+  monkeypatch.setattr(plotting, "plot_curves", spy)
+  run_dir = str(tmp_path / "run")
+  lc = config(run_dir, 500, eval_every=50, checkpoint_every=200)
+  rec = recorders.RunDirectory(run_dir, checkpoint_every=200, verbose=False,
+                               plot_every_s=1e9)
+  loop.train(CFG, lc, recorders=[rec])
+  # Evaluations at 50, 100, ..., 500; checkpoints at 200, 400 and 500 (the end).
+  assert drawn == [50, 200, 400, 500]
+  assert os.path.getsize(os.path.join(run_dir, "curves.png")) > 10_000
+  # With plot_every_s=0 every evaluation is drawn (today's behaviour, when asked for).
+  drawn.clear()
+  run_dir2 = str(tmp_path / "run2")
+  lc2 = config(run_dir2, 200, eval_every=50, checkpoint_every=0)
+  loop.train(CFG, lc2, recorders=[recorders.RunDirectory(run_dir2, verbose=False,
+                                                         plot_every_s=0.0)])
+  assert drawn == [50, 100, 150, 200]

@@ -1,0 +1,53 @@
+"""experiments/bench.py's arithmetic and its reporting case (speed itself is never asserted
+in tests: it is measured by the benchmark, as ratios against a peer in one run)."""
+
+import pytest
+from absl import flags
+
+from experiments import bench
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _parsed_flags():
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS(["bench"])
+
+
+def _update(config, m, us, mflop=500.0):
+  return dict(kind="update", config=config, members=m, us_per_step_per_member=us,
+              mflop_per_step_per_member=mflop, gflops=mflop * 1e-3 / (us * 1e-6))
+
+
+def test_bounds_and_the_race_line():
+  results = [_update("equal_work", 1, 5000.0), _update("equal_work", 4, 4000.0),
+             dict(kind="peer", config="equal_work", members=1, impl="peer 1.0",
+                  sps_per_member=100.0, sps_aggregate=100.0, peak_rss_gb=1.0),
+             dict(kind="sac", config="equal_work", members=1, overlap=False,
+                  sps_per_member=170.0, sps_aggregate=170.0, peak_rss_gb=1.0),
+             dict(kind="sac", config="equal_work", members=4, overlap=False,
+                  sps_per_member=50.0, sps_aggregate=200.0, peak_rss_gb=1.0)]
+  # One env step of M members costs M gradient steps at the update-alone time.
+  assert bench.update_bound(results, "equal_work", 1) == pytest.approx(200.0)
+  assert bench.update_bound(results, "equal_work", 4) == pytest.approx(62.5)
+  assert bench.update_bound(results, "paper", 1) is None
+  # 500 MFLOP per step at 100 GFLOP/s: 200 steps per second.
+  assert bench.flop_bound(results, "equal_work", 100.0) == pytest.approx(200.0)
+  table = bench.format_table(results, peak=100.0)
+  assert "85%" in table and "80%" in table  # 170 / 200, 50 / 62.5
+  race = next(l for l in table.splitlines() if l.startswith("race"))
+  assert "170.0 SPS = 1.70 x peer 1.0 (100.0 SPS)" in race
+  assert "85% of the update-alone bound 200 SPS" in race
+  assert "85% of the fp32-peak bound 200 SPS" in race
+
+
+def test_reporting_case_accounts_for_the_wall_time():
+  """Training, evaluation and the run directory's share add up to the learning phase's
+  wall time, and ten episodes per evaluation cost more evaluation time than one."""
+  one = bench.run_reporting_case("paper", "Pendulum-v1", 200, 400, 100, 1)
+  ten = bench.run_reporting_case("paper", "Pendulum-v1", 200, 400, 100, 10)
+  for r in (one, ten):
+    assert r["evaluations"] == 4
+    assert r["train_share"] + r["eval_share"] + r["report_share"] == pytest.approx(1.0)
+    assert 0 < r["train_share"] < 1 and r["eval_share"] > 0 and r["report_share"] > 0
+    assert 0 <= r["after_step_share"] < r["train_share"]
+  assert ten["eval_share"] > one["eval_share"]
