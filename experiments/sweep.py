@@ -45,6 +45,7 @@ from absl import logging
 
 from experiments import cli
 from experiments import run
+from sac_jax import settings
 
 FLAGS = flags.FLAGS
 
@@ -71,7 +72,7 @@ def parse_grid(specs) -> list[tuple[str, list[tuple[str, Any]]]]:
     if not eq or not name:
       raise run.UsageError(f"--grid {spec!r}: expected NAME=V1,V2,... e.g. "
                            "--grid num_components=1,2,4")
-    if name in run.SWEEPABLE:
+    if name in settings.per_member("sac") + settings.per_member("ddpg"):
       raise run.UsageError(
           f"--grid {name}: {name} is a per-member hyperparameter; sweep it inside one "
           f"process with --sweep {name}={raw} (cheaper than separate runs)")

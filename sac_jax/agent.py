@@ -9,7 +9,6 @@ three gradients of a step are taken from the same pre-update params, then V_targ
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Callable, NamedTuple, Sequence
 
 import chex
@@ -18,9 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from sac_jax import gmm, losses, networks, replay
+from sac_jax import gmm, losses, networks, replay, settings
 
-POLICY_GRADIENTS = ("likelihood_ratio", "reparameterized", "mixture_reparameterized")
+POLICY_GRADIENTS = settings.BY_NAME["policy_gradient"].choices
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,48 +56,21 @@ class SACConfig:
   reg: float = 1e-3
 
   def __post_init__(self):
+    validate_config(self)  # first: hidden_sizes may still be strings ('128') here
     object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
-    validate_config(self)
 
 
 def validate_config(c: SACConfig) -> None:
-  """Raises ValueError naming the bad value and what is allowed."""
-  def need(ok: bool, msg: str):
-    if not ok:
-      raise ValueError(msg)
-  need(isinstance(c.num_components, int) and c.num_components >= 1,
-       f"num_components={c.num_components!r}: must be an integer >= 1")
-  need(len(c.hidden_sizes) >= 1 and all(h >= 1 for h in c.hidden_sizes),
-       f"hidden_sizes={c.hidden_sizes!r}: must be one or more positive layer sizes")
-  need(c.activation in networks.ACTIVATIONS,
-       f"activation={c.activation!r}: must be one of {sorted(networks.ACTIVATIONS)}")
-  need(c.batch_size >= 1, f"batch_size={c.batch_size}: must be >= 1")
-  need(c.buffer_size >= 1, f"buffer_size={c.buffer_size}: must be >= 1")
-  need(c.batch_size <= c.buffer_size,
-       f"batch_size={c.batch_size} is larger than buffer_size={c.buffer_size}: "
-       "the batch must fit in the buffer")
-  need(c.grad_steps >= 1, f"grad_steps={c.grad_steps}: must be >= 1")
-  need(c.start_steps >= 0, f"start_steps={c.start_steps}: must be >= 0")
-  need(c.policy_gradient in POLICY_GRADIENTS,
-       f"policy_gradient={c.policy_gradient!r}: must be one of {POLICY_GRADIENTS}")
-  need(c.policy_gradient != "reparameterized" or c.num_components == 1,
-       f"policy_gradient='reparameterized' needs num_components=1, got "
-       f"{c.num_components} (use likelihood_ratio or mixture_reparameterized for a "
-       "mixture)")
-  need(c.num_q in (1, 2), f"num_q={c.num_q}: must be 1 or 2")
-  need(c.value_network or c.policy_gradient != "likelihood_ratio",
-       "policy_gradient='likelihood_ratio' needs the V network as its baseline, but "
-       "value_network=False; use value_network=True, or policy_gradient='reparameterized' "
-       "(K = 1) or 'mixture_reparameterized'")
-  need(math.isfinite(c.log_std_min) and math.isfinite(c.log_std_max)
-       and c.log_std_min < c.log_std_max,
-       f"log_std_min={c.log_std_min:g}, log_std_max={c.log_std_max:g}: must be finite "
-       "with log_std_min < log_std_max")
-  validate_hparams(HParams.from_config(c), auto_alpha=c.auto_alpha)
+  """Raises ValueError naming the bad value and what is allowed (the rules of every
+  setting live in sac_jax.settings)."""
+  settings.validate(settings.config_values(c, "sac"))
 
 
 class HParams(NamedTuple):
-  """Per-member scalar hyperparameters: arrays of shape () per member, [M] when stacked."""
+  """Per-member scalar hyperparameters: arrays of shape () per member, [M] when stacked.
+
+  The learning rates live here only (the optimizer states hold Adam's moments), so a swept
+  learning rate is a per-member value like reward_scale."""
   reward_scale: Any
   alpha: Any
   tau: Any
@@ -133,27 +105,9 @@ class HParams(NamedTuple):
     return type(self)(**cols)
 
 
-def hparam_checker(h: Any) -> Callable[[str, Callable, str], None]:
-  """check(name, ok, allowed): ValueError naming the first value of field `name` of the
-  hyperparameters `h` (scalars or [M]) for which ok(values) is False."""
-  def check(name, ok, allowed):
-    v = np.asarray(getattr(h, name), np.float64)
-    bad = v[~ok(v)] if v.ndim else (v if not ok(v) else None)
-    if bad is not None and np.size(bad):
-      raise ValueError(f"{name}={np.ravel(bad)[0]:g}: must be {allowed}")
-  return check
-
-
 def validate_hparams(h: HParams, auto_alpha: bool = False) -> None:
-  check = hparam_checker(h)
-  check("gamma", lambda g: (g >= 0) & (g < 1), "in [0, 1)")
-  check("tau", lambda t: (t > 0) & (t <= 1), "in (0, 1]")
-  check("reward_scale", lambda c: (c > 0) & np.isfinite(c), "> 0")
-  check("alpha", (lambda a: a > 0) if auto_alpha else (lambda a: a >= 0),
-        "> 0 (the initial temperature with auto_alpha)" if auto_alpha else ">= 0")
-  check("reg", lambda r: r >= 0, ">= 0")
-  for lr in ("lr_policy", "lr_q", "lr_v", "lr_alpha"):
-    check(lr, lambda x: (x > 0) & np.isfinite(x), "> 0")
+  """Raises ValueError naming the first member's value that breaks its setting's rule."""
+  settings.validate({**h._asdict(), "auto_alpha": auto_alpha, "algorithm": "sac"})
 
 
 class TrainState(NamedTuple):
@@ -190,16 +144,19 @@ class Grads(NamedTuple):
   log_alpha: Any   # None without auto_alpha
 
 
-def adam(lr) -> optax.GradientTransformation:
-  # inject_hyperparams keeps the learning rate in the optimizer state, so each member
-  # carries its own and `update` reads it from there.
-  return optax.inject_hyperparams(optax.adam)(learning_rate=lr)
+def adam() -> optax.GradientTransformation:
+  """Adam without its learning rate: the state holds the moment estimates only. The rate
+  is the member's HParams value (one place, per member), applied by `apply_adam`."""
+  return optax.scale_by_adam()
 
 
-
-def apply_adam(grads: Any, opt_state: Any, params: Any) -> tuple[Any, Any]:
-  """One Adam step with the learning rate held in `opt_state` -> (params, opt_state)."""
-  updates, opt_state = adam(0.0).update(grads, opt_state, params)
+def apply_adam(grads: Any, opt_state: Any, params: Any, lr: jax.Array
+               ) -> tuple[Any, Any]:
+  """One Adam step with learning rate `lr` -> (params, opt_state); equal to
+  `optax.adam(lr)` (its last step is `optax.scale(-lr)`, the same product)."""
+  updates, opt_state = adam().update(grads, opt_state, params)
+  step_size = -1 * lr
+  updates = jax.tree.map(lambda u: step_size * u, updates)
   return optax.apply_updates(params, updates), opt_state
 
 
@@ -245,11 +202,11 @@ class Agent:
         policy_params=pp, q_params=qp, v_params=vp,
         v_target_params=copy(vp) if c.value_network else None,
         q_target_params=None if c.value_network else copy(qp),
-        policy_opt_state=adam(h.lr_policy).init(pp),
-        q_opt_state=adam(h.lr_q).init(qp),
-        v_opt_state=adam(h.lr_v).init(vp) if c.value_network else None,
+        policy_opt_state=adam().init(pp),
+        q_opt_state=adam().init(qp),
+        v_opt_state=adam().init(vp) if c.value_network else None,
         log_alpha=log_alpha,
-        alpha_opt_state=adam(h.lr_alpha).init(log_alpha),
+        alpha_opt_state=adam().init(log_alpha),
         hparams=h,
         replay=replay.init(c.buffer_size, self.obs_dim, self.act_dim),
         key=key,
@@ -370,20 +327,23 @@ class Agent:
     """One gradient step of V (or none), Q, the policy (and alpha) from the same params,
     then the target network (V's, or the Q heads' without V) moves by Polyak averaging."""
     g, metrics = self.gradients(state, batch, key)
-    tau = state.hparams.tau
-    new_pp, p_opt = apply_adam(g.policy, state.policy_opt_state, state.policy_params)
-    new_qp, q_opt = apply_adam(g.q, state.q_opt_state, state.q_params)
+    h = state.hparams
+    tau = h.tau
+    new_pp, p_opt = apply_adam(g.policy, state.policy_opt_state, state.policy_params,
+                               h.lr_policy)
+    new_qp, q_opt = apply_adam(g.q, state.q_opt_state, state.q_params, h.lr_q)
     new = state._replace(policy_params=new_pp, q_params=new_qp, policy_opt_state=p_opt,
                          q_opt_state=q_opt, updates=state.updates + 1)
     if self.config.value_network:
-      new_vp, v_opt = apply_adam(g.v, state.v_opt_state, state.v_params)
+      new_vp, v_opt = apply_adam(g.v, state.v_opt_state, state.v_params, h.lr_v)
       new = new._replace(v_params=new_vp, v_opt_state=v_opt, v_target_params=(
           optax.incremental_update(new_vp, state.v_target_params, tau)))
     else:
       new = new._replace(q_target_params=optax.incremental_update(
           new_qp, state.q_target_params, tau))
     if self.config.auto_alpha:
-      log_alpha, alpha_opt = apply_adam(g.log_alpha, state.alpha_opt_state, state.log_alpha)
+      log_alpha, alpha_opt = apply_adam(g.log_alpha, state.alpha_opt_state, state.log_alpha,
+                                        h.lr_alpha)
       new = new._replace(log_alpha=log_alpha, alpha_opt_state=alpha_opt)
     return new, metrics
 

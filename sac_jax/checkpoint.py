@@ -12,7 +12,9 @@ next step runs.
 
 A checkpoint that cannot be read (a damaged file: a disk fault, a copy cut short) does not
 make the run unresumable: `restore_latest` warns, moves it aside to
-`<directory>.corrupt/<step>` and falls back to the one before.
+`<directory>.corrupt/<step>` and falls back to the one before. A readable checkpoint whose
+tree has another structure than the one asked for (another version of sac_jax wrote it) is
+not damaged: `restore_latest` raises `IncompatibleCheckpoint` and moves nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
 from sac_jax import parallel
 
@@ -86,6 +89,10 @@ class Checkpointer:
       step = self.latest_step()
       if step is None:
         return None
+      # Written by another version (e.g. before the learning rates left the optimizer
+      # states for HParams, when each opt state held a `hyperparams` entry): refused in
+      # one line, not set aside as damaged.
+      self.check_structure(step, like)
       try:
         tree, host = self.restore(step, like)
         error = None
@@ -95,6 +102,30 @@ class Checkpointer:
       if not failed.any():
         return int(step), tree, host
       self.quarantine(step, error)
+
+  def check_structure(self, step: int, like: Any) -> None:
+    """Raises IncompatibleCheckpoint if step `step`'s tree has other entries than `like`.
+
+    Only the metadata is read; unreadable metadata is left to the restore (a damaged
+    checkpoint is set aside there)."""
+    path = os.path.join(self.directory, str(int(step)), "tree")
+    try:
+      meta = ocp.PyTreeCheckpointHandler().metadata(epath.Path(path))
+      stored = _paths(getattr(meta, "tree", meta))
+    except Exception:  # noqa: BLE001 - damaged: restore_latest decides
+      return
+    expected = _paths(like)
+    if not stored or stored == expected:
+      return
+    show = lambda paths: ", ".join(".".join(p) for p in sorted(paths)[:2]) + (
+        ", ..." if len(paths) > 2 else "")
+    diff = "; ".join(part for part in (
+        f"it holds {show(stored - expected)}" if stored - expected else "",
+        f"it lacks {show(expected - stored)}" if expected - stored else "") if part)
+    raise IncompatibleCheckpoint(
+        f"checkpoint {os.path.join(self.directory, str(step))} was written by an older (or "
+        f"other) version of sac_jax: its training state does not match this version's "
+        f"({diff}); resume the run with the version that wrote it, or start a new run_dir")
 
   def quarantine(self, step: int, error: BaseException | None) -> None:
     """Moves checkpoint `step` out of the manager's directory (process 0), with a warning."""
@@ -120,6 +151,22 @@ class Checkpointer:
 
 class CheckpointWarning(UserWarning):
   """A checkpoint could not be read and was set aside."""
+
+
+class IncompatibleCheckpoint(ValueError):
+  """A readable checkpoint of another structure: another version of sac_jax wrote it."""
+
+
+def _paths(tree: Any) -> set[tuple[str, ...]]:
+  """The leaves' paths as names (dict keys, NamedTuple fields and indices alike: orbax's
+  metadata turns NamedTuples into dicts)."""
+  def name(k):
+    for attr in ("key", "name", "idx"):
+      if hasattr(k, attr):
+        return str(getattr(k, attr))
+    return str(k)
+  return {tuple(name(k) for k in path)
+          for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 def _abstract(x):

@@ -37,11 +37,10 @@ from typing import Any, NamedTuple, Sequence
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from sac_jax import agent as agent_lib
-from sac_jax import networks, replay
+from sac_jax import networks, replay, settings
 
 Metrics = dict[str, jax.Array]
 sg = jax.lax.stop_gradient
@@ -114,27 +113,16 @@ class DDPGConfig:
   weight_decay: float = 1e-2
 
   def __post_init__(self):
+    validate_config(self)  # first: hidden_sizes may still be strings ('400') here
     object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
-    validate_config(self)
 
 
 def validate_config(c: DDPGConfig) -> None:
-  """Raises ValueError naming the bad value and what is allowed."""
-  def need(ok, msg):
-    if not ok:
-      raise ValueError(msg)
-  need(len(c.hidden_sizes) >= 1 and all(h >= 1 for h in c.hidden_sizes),
-       f"hidden_sizes={c.hidden_sizes!r}: must be one or more positive layer sizes")
-  need(c.activation in networks.ACTIVATIONS,
-       f"activation={c.activation!r}: must be one of {sorted(networks.ACTIVATIONS)}")
-  need(c.batch_size >= 1, f"batch_size={c.batch_size}: must be >= 1")
-  need(c.buffer_size >= c.batch_size,
-       f"batch_size={c.batch_size} is larger than buffer_size={c.buffer_size}: "
-       "the batch must fit in the buffer")
-  need(c.grad_steps >= 1, f"grad_steps={c.grad_steps}: must be >= 1")
-  need(c.start_steps >= 0, f"start_steps={c.start_steps}: must be >= 0")
-  need(c.final_init_scale > 0, f"final_init_scale={c.final_init_scale}: must be > 0")
-  validate_hparams(DDPGHParams.from_config(c))
+  """Raises ValueError naming the bad value and what is allowed (the rules of the settings
+  live in sac_jax.settings; final_init_scale is DDPG's own, not a setting)."""
+  settings.validate(settings.config_values(c, "ddpg"))
+  if not c.final_init_scale > 0:
+    raise ValueError(f"final_init_scale={c.final_init_scale}: must be > 0")
 
 
 class DDPGHParams(NamedTuple):
@@ -158,14 +146,7 @@ class DDPGHParams(NamedTuple):
 
 def validate_hparams(h: DDPGHParams, auto_alpha: bool = False) -> None:
   del auto_alpha  # the signature of agent.validate_hparams
-  check = agent_lib.hparam_checker(h)
-  check("gamma", lambda g: (g >= 0) & (g < 1), "in [0, 1)")
-  check("tau", lambda t: (t > 0) & (t <= 1), "in (0, 1]")
-  check("reward_scale", lambda c: (c > 0) & np.isfinite(c), "> 0")
-  check("expl_noise", lambda s: (s >= 0) & np.isfinite(s), ">= 0")
-  check("weight_decay", lambda w: (w >= 0) & np.isfinite(w), ">= 0")
-  for lr in ("lr_policy", "lr_q"):
-    check(lr, lambda x: (x > 0) & np.isfinite(x), "> 0")
+  settings.validate({**h._asdict(), "algorithm": "ddpg"})
 
 
 class DDPGState(NamedTuple):
@@ -219,8 +200,8 @@ class DDPGAgent(agent_lib.Agent):
         policy_params=pp, q_params=qp,
         policy_target_params=jax.tree.map(jnp.array, pp),
         q_target_params=jax.tree.map(jnp.array, qp),
-        policy_opt_state=agent_lib.adam(h.lr_policy).init(pp),
-        q_opt_state=agent_lib.adam(h.lr_q).init(qp),
+        policy_opt_state=agent_lib.adam().init(pp),
+        q_opt_state=agent_lib.adam().init(qp),
         hparams=h, replay=replay.init(c.buffer_size, self.obs_dim, self.act_dim), key=key,
         env_steps=jnp.zeros((), jnp.int32), updates=jnp.zeros((), jnp.int32),
         diverged_at=jnp.full((), -1, jnp.int32))
@@ -239,8 +220,8 @@ class DDPGAgent(agent_lib.Agent):
     q_fn = lambda o, a: self.q.apply(qp, o, a)[0]
     (_, p_metrics), p_grads = jax.value_and_grad(actor_loss, has_aux=True)(
         pp, self.policy.apply, q_fn, batch.obs)
-    new_qp, q_opt = agent_lib.apply_adam(q_grads, state.q_opt_state, qp)
-    new_pp, p_opt = agent_lib.apply_adam(p_grads, state.policy_opt_state, pp)
+    new_qp, q_opt = agent_lib.apply_adam(q_grads, state.q_opt_state, qp, h.lr_q)
+    new_pp, p_opt = agent_lib.apply_adam(p_grads, state.policy_opt_state, pp, h.lr_policy)
     new = state._replace(
         policy_params=new_pp, q_params=new_qp, policy_opt_state=p_opt, q_opt_state=q_opt,
         policy_target_params=optax.incremental_update(new_pp, state.policy_target_params,

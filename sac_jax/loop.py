@@ -50,6 +50,7 @@ from sac_jax import agent as agent_lib
 from sac_jax import envs as envs_lib
 from sac_jax import parallel
 from sac_jax import replay
+from sac_jax import settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +86,9 @@ class LoopConfig:
   # synchronous path by one update: the action at env step t comes from the params after
   # the update of step t - 1 (False: one fused call, the action follows the update of t).
   overlap: bool = False
+
+  def __post_init__(self):
+    settings.validate(settings.config_values(self))  # the rules of the run's settings
 
   def seeds(self) -> list[int]:
     if self.member_seeds is None:

@@ -11,6 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from sac_jax import settings
+
 # Bounds of the policy's log standard deviations, applied smoothly (`soft_clip`).
 # The authors' code hard-clipped to [-20, 2]. Two defects made us change that: a hard clip
 # has zero gradient outside the range, so a component pushed past a bound is stuck there
@@ -36,18 +38,13 @@ def soft_clip(x: jax.Array, low: float, high: float) -> jax.Array:
   return jnp.where(x < 0.5 * (low + high), below, above)
 
 
+# The names are the `activation` setting's (sac_jax.settings, which validates them).
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "relu": nn.relu,
-    "tanh": nn.tanh,
-    "elu": nn.elu,
-    "gelu": nn.gelu,
-    "swish": nn.swish,
-}
+    name: getattr(nn, name) for name in settings.ACTIVATIONS}
 
 
 def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
-  if name not in ACTIVATIONS:
-    raise ValueError(f"activation={name!r} is not one of {sorted(ACTIVATIONS)}")
+  settings.validate({"activation": name})
   return ACTIVATIONS[name]
 
 

@@ -21,39 +21,23 @@ global array (`local`). With one process and one device both are the identity.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Sequence
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from sac_jax import settings
+
 AXIS = "members"
 
 
 def check_distributed_flags(coordinator_address: str | None, num_processes: int | None,
                             process_id: int | None) -> None:
-  """Raises ValueError naming a bad value (no connection made)."""
-  if not coordinator_address:
-    if num_processes not in (None, 1) or process_id not in (None, 0):
-      raise ValueError(
-          f"num_processes={num_processes}, process_id={process_id} given without "
-          "coordinator_address: several processes need --coordinator_address=HOST:PORT "
-          "(the address of process 0), or --coordinator_address=auto on a cluster JAX "
-          "detects (SLURM, Open MPI, Kubernetes, TPU)")
-    return
-  if coordinator_address == "auto":
-    return
-  if not re.fullmatch(r"[^\s:]+:\d{1,5}", coordinator_address) or not (
-      0 < int(coordinator_address.rsplit(":", 1)[1]) < 65536):
-    raise ValueError(f"coordinator_address={coordinator_address!r}: must be HOST:PORT "
-                     "(e.g. 10.0.0.1:1234, the host of process 0 and a free port) or auto")
-  if num_processes is None or num_processes < 1:
-    raise ValueError(f"num_processes={num_processes}: with coordinator_address, give the "
-                     "number of processes (>= 1)")
-  if process_id is None or not 0 <= process_id < num_processes:
-    raise ValueError(f"process_id={process_id}: must be in [0, {num_processes - 1}] "
-                     f"for num_processes={num_processes}")
+  """Raises ValueError naming a bad value (no connection made); the rule is the settings'
+  (sac_jax.settings)."""
+  settings.validate(dict(coordinator_address=coordinator_address,
+                         num_processes=num_processes, process_id=process_id))
 
 
 def initialize_distributed(coordinator_address: str | None, num_processes: int | None = None,

@@ -27,7 +27,6 @@ observation, [n, act_dim] for a batch.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import os
@@ -38,7 +37,7 @@ import jax
 import numpy as np
 
 from sac_jax import agent as agent_lib
-from sac_jax import rundir
+from sac_jax import rundir, settings
 
 RUN_FILE = "run.json"  # experiments/run.py's RUN_FILE: the resolved flags of the run
 # TrainState / DDPGState fields acting reads (hparams: DDPG's expl_noise; diverged_at: a
@@ -65,29 +64,13 @@ def read_flags(run_dir: str) -> dict:
 
 def config_from_flags(flags: dict):
   """The learner's config from a run's resolved flags: agent.SACConfig, or
-  ddpg.DDPGConfig for `algorithm: ddpg`.
-
-  Every config field that is also a flag takes the flag's value (a field the run.json
-  lacks, from an older run, keeps its default); as in experiments/run.py's
-  `sac_config_from`, hidden_sizes become ints and DDPG's lr_policy / lr_q default to lr.
-  """
+  ddpg.DDPGConfig for `algorithm: ddpg` (`settings.learner_config`, as experiments/run.py
+  builds it; a field the run.json lacks, from an older run, keeps its default)."""
   algorithm = flags.get("algorithm", "sac")
-  if algorithm == "ddpg":
-    from sac_jax import ddpg
-    cls = ddpg.DDPGConfig
-  elif algorithm == "sac":
-    cls = agent_lib.SACConfig
-  else:
+  if algorithm not in settings.BY_NAME["algorithm"].choices:
     raise ValueError(f"algorithm={algorithm!r} in {RUN_FILE}: this version of sac_jax "
                      "loads 'sac' and 'ddpg' runs")
-  kw = {f.name: flags[f.name] for f in dataclasses.fields(cls) if f.name in flags}
-  if "hidden_sizes" in kw:
-    kw["hidden_sizes"] = tuple(int(h) for h in kw["hidden_sizes"])
-  if algorithm == "ddpg":
-    for name in ("lr_policy", "lr_q"):
-      if kw.get(name) is None and flags.get("lr") is not None:
-        kw[name] = flags["lr"]
-  return cls(**kw)
+  return settings.learner_config(flags)
 
 
 def checkpoint_steps(run_dir: str) -> list[int]:

@@ -36,7 +36,10 @@ def test_member_of_vmapped_step_equals_single_member_step(kind):
       num_components=1, policy_gradient="reparameterized", num_q=2, auto_alpha=True)
   ag = agent.Agent(agent.SACConfig(**TINY, **extra), OBS, ACT)
   m = 3
-  hp = agent.HParams.from_config(ag.config).stack(m, reward_scale=[1.0, 2.0, 5.0])
+  # Per-member reward scales and learning rates (HParams is the one place of both).
+  hp = agent.HParams.from_config(ag.config).stack(
+      m, reward_scale=[1.0, 2.0, 5.0], lr_policy=[3e-4, 1e-3, 3e-3], lr_q=[1e-3, 3e-4, 1e-2],
+      lr_v=[3e-3, 1e-3, 3e-4], lr_alpha=[1e-2, 3e-4, 1e-3])
   state = ag.init_members(jax.random.split(jax.random.PRNGKey(1), m), hp)
   state, _, _, tr, obs = _feed(ag, ag.make_step(), state, 20, m)
   singles = [jax.jit(ag.step)(agent.member(state, i), agent.member(tr, i), True, obs[i], True)
@@ -80,6 +83,93 @@ def test_step_compiles_once_over_many_calls():
   state = ag.init_members(jax.random.split(jax.random.PRNGKey(0), 2))
   state, *_ = _feed(ag, step_fn, state, 40, 2)
   assert int(state.updates[0]) == 40 - ag.config.start_steps
+
+
+def test_apply_adam_is_optax_adam_at_the_members_learning_rate():
+  """The learning rate is HParams' only: the optimizer state holds Adam's moments
+  (optax.scale_by_adam) and `apply_adam` scales by -lr. Five steps equal an independent
+  optax.adam(lr) bitwise, and the former optax.inject_hyperparams(optax.adam) state (the
+  rate inside it) up to its float32 b2; under vmap each member follows its own rate."""
+  import optax
+  rng = np.random.default_rng(0)
+  f32 = lambda *shape: jnp.asarray(rng.normal(size=shape), jnp.float32)
+  params = {"w": f32(3, 4), "b": f32(4)}
+  grads = [{"w": f32(3, 4), "b": f32(4)} for _ in range(5)]
+  lrs = np.array([3e-3, 1e-4, 0.5], np.float32)
+
+  def run(step, init, lr):
+    p, s = params, init
+    for g in grads:
+      p, s = step(g, s, p, lr)
+    return p
+
+  def optax_step(opt):
+    def step(g, s, p, lr):
+      updates, s = opt.update(g, s, p)
+      return optax.apply_updates(p, updates), s
+    return step
+
+  for lr in lrs:
+    ours = run(agent.apply_adam, agent.adam().init(params), jnp.float32(lr))
+    adam = optax.adam(jnp.float32(lr))
+    chex.assert_trees_all_equal(ours, run(optax_step(adam), adam.init(params), None))
+    old = optax.inject_hyperparams(optax.adam)(learning_rate=jnp.float32(lr))
+    before = run(optax_step(old), old.init(params), None)
+    # The old state held b2 as a float32 array: float32(0.999) makes 1 - b2 (and Adam's
+    # second-moment bias correction) 1.3e-5 relative off, so the distance moved differs
+    # by up to about 1e-5 of itself, plus an ulp of the params (1.2e-7 near 1).
+    for k in params:
+      np.testing.assert_allclose(np.asarray(ours[k] - params[k]),
+                                 np.asarray(before[k] - params[k]), rtol=3e-5, atol=5e-7)
+  # Three members in one vmapped state, each at its own rate, equal three separate runs.
+  stacked = jax.tree.map(lambda x: jnp.stack([x] * 3), params)
+  p, s = stacked, jax.vmap(agent.adam().init)(stacked)
+  for g in grads:
+    p, s = jax.vmap(agent.apply_adam, in_axes=(None, 0, 0, 0))(g, s, p, jnp.asarray(lrs))
+  for i, lr in enumerate(lrs):
+    adam = optax.adam(jnp.float32(lr))
+    # vmap may fuse the same float32 operations differently: 1e-7 relative.
+    chex.assert_trees_all_close(agent.member(p, i),
+                                run(optax_step(adam), adam.init(params), None),
+                                rtol=1e-7, atol=1e-7)
+  assert not hasattr(agent.adam().init(params), "hyperparams")
+
+
+def test_per_member_learning_rates_equal_separate_single_member_runs():
+  """Three members with the same key and data but their own learning rates, trained in
+  one vmapped state for 25 env steps (15 updates), equal three separate one-member runs."""
+  ag = agent.Agent(agent.SACConfig(**TINY, auto_alpha=True), OBS, ACT)
+  lrs = dict(lr_policy=[3e-4, 3e-3, 1e-3], lr_q=[1e-2, 3e-4, 1e-3],
+             lr_v=[1e-3, 1e-2, 3e-4], lr_alpha=[3e-3, 1e-3, 1e-2])
+  hp = agent.HParams.from_config(ag.config).stack(3, **lrs)
+  key = jax.random.PRNGKey(3)
+
+  def train(m, hparams):
+    state = ag.init_members(jnp.stack([key] * m), hparams)
+    rng = np.random.default_rng(0)
+    step_fn = ag.make_step()
+    obs = np.repeat(rng.normal(size=(1, OBS)).astype(np.float32), m, 0)
+    tr = agent.empty_transition(m, OBS, ACT)
+    for t in range(25):
+      state, action, _ = step_fn(state, tr, t > 0, obs, ag.ready_to_update(t))
+      nxt = np.repeat(rng.normal(size=(1, OBS)).astype(np.float32), m, 0)
+      rew = np.repeat(rng.normal(size=1).astype(np.float32), m)
+      tr = replay.Transition(obs, np.asarray(action), rew, nxt, np.zeros(m, np.float32))
+      obs = nxt
+    return state
+
+  together = train(3, hp)
+  learned = ("policy_params", "q_params", "v_params", "v_target_params", "log_alpha")
+  for i in range(3):
+    alone = train(1, jax.tree.map(lambda x: x[i:i + 1], hp))
+    for name in learned:
+      # vmap may reorder float32 reductions; 15 updates compound it: 1e-4 relative.
+      chex.assert_trees_all_close(agent.member(getattr(together, name), i),
+                                  agent.member(getattr(alone, name), 0),
+                                  rtol=1e-4, atol=1e-5)
+  # The rates matter: members 0 and 1 differ.
+  assert not np.allclose(np.asarray(together.log_alpha[0]),
+                         np.asarray(together.log_alpha[1]))
 
 
 @pytest.mark.parametrize("name,value", [("reward_scale", 7.0), ("lr_q", 1e-2),
@@ -236,7 +326,7 @@ def test_step_switches_from_uniform_to_policy_samples_when_env_steps_reach_start
 
 def test_bad_config_values_are_refused_with_their_name():
   for kwargs, needle in [(dict(num_components=0), "num_components=0"),
-                         (dict(gamma=1.0), "gamma=1"), (dict(lr=0.0), "lr_policy=0"),
+                         (dict(gamma=1.0), "gamma=1"), (dict(lr=0.0), "lr=0"),
                          (dict(batch_size=512, buffer_size=100), "batch_size=512"),
                          (dict(policy_gradient="reparameterized"), "num_components=1"),
                          (dict(num_q=3), "num_q=3"), (dict(policy_gradient="ppo"), "ppo")]:

@@ -6,6 +6,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from sac_jax import agent, ddpg, replay
@@ -97,8 +98,13 @@ def test_gradient_step_uses_pre_update_params_and_moves_both_targets():
   p_grads = jax.grad(lambda p: ddpg.actor_loss(
       p, ag.policy.apply, lambda o, a: ag.q.apply(s.q_params, o, a)[0], b.obs)[0])(
           s.policy_params)
-  exp_q, _ = agent.apply_adam(q_grads, s.q_opt_state, s.q_params)
-  exp_p, _ = agent.apply_adam(p_grads, s.policy_opt_state, s.policy_params)
+  # One step of an independent optax.adam from a fresh state, at the member's rates.
+  def adam_step(grads, params, lr):
+    opt = optax.adam(float(lr))
+    updates, _ = opt.update(grads, opt.init(params), params)
+    return optax.apply_updates(params, updates)
+  exp_q = adam_step(q_grads, s.q_params, h.lr_q)
+  exp_p = adam_step(p_grads, s.policy_params, h.lr_policy)
   tol = dict(rtol=1e-5, atol=1e-6)
   chex.assert_trees_all_close(new.q_params, exp_q, **tol)
   chex.assert_trees_all_close(new.policy_params, exp_p, **tol)

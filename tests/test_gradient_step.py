@@ -212,10 +212,9 @@ def reference_step(ag, state, batch, u=None, eps=None):
 
 def _linear_adam(opt_state, scale=S):
   """An Adam state (fresh count and mu) whose first update is -lr g / sqrt(S^2 + g^2)."""
-  adam, rest = opt_state.inner_state[0], opt_state.inner_state[1:]
-  b2 = float(opt_state.hyperparams["b2"])
-  nu = jax.tree.map(lambda x: jnp.full_like(x, scale ** 2 * (1 - b2) / b2), adam.nu)
-  return opt_state._replace(inner_state=(adam._replace(nu=nu),) + tuple(rest))
+  b2 = 0.999  # optax.scale_by_adam's default (agent.adam)
+  nu = jax.tree.map(lambda x: jnp.full_like(x, scale ** 2 * (1 - b2) / b2), opt_state.nu)
+  return opt_state._replace(nu=nu)
 
 
 def _gradient_used(old, new, lr, scale=S):

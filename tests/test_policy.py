@@ -1,7 +1,7 @@
 """sac_jax.load_policy and experiments.watch on tiny runs the real CLI trains.
 
 The checkpoint is restored here independently (orbax, the whole tree, no template) and
-the learner rebuilt with experiments/run.py's own `sac_config_from`, so load_policy's
+the learner rebuilt with `settings.learner_config` (experiments/run.py's), so load_policy's
 partial restore and config rebuild are checked against the training code's view.
 """
 
@@ -17,7 +17,7 @@ import pytest
 
 from cli_util import cli
 from sac_jax import agent as agent_lib
-from sac_jax import ddpg, envs
+from sac_jax import ddpg, envs, settings
 from sac_jax import policy as policy_lib
 import sac_jax
 
@@ -47,10 +47,9 @@ def train(run_dir, *args):
 
 def reference(run_dir, step):
   """(agent, the whole stacked train state as dicts) at `step`, restored independently."""
-  from experiments import run as run_cli
   with open(os.path.join(run_dir, "run.json")) as f:
     flags = json.load(f)
-  config = run_cli.sac_config_from(flags)
+  config = settings.learner_config(flags)  # as experiments/run.py builds it
   assert policy_lib.config_from_flags(flags) == config
   obs_dim, act_dim = envs.env_dims(flags["env_id"])
   tree = ocp.PyTreeCheckpointer().restore(

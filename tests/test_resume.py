@@ -89,3 +89,41 @@ def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path):
   assert f"resumed from the checkpoint at env step {ckpt}" in res.stdout
   steps = sorted({int(r["env_step"]) for r in read_rows(run_dir)})
   assert steps == list(range(100, ckpt - ckpt % 100 + 201, 100))
+
+
+def test_a_checkpoint_of_an_older_version_is_refused_in_one_line(tmp_path):
+  """Before the learning rates moved to HParams only, every optimizer state was an
+  optax.inject_hyperparams(optax.adam) state holding its rate. Such a checkpoint is
+  readable, so it is refused in one line naming the older version (experiments/run.py
+  prints it as its error line), and not set aside as damaged."""
+  import jax
+  import optax
+  import pytest
+  from sac_jax import agent, checkpoint
+  ag = agent.Agent(agent.SACConfig(num_components=1, hidden_sizes=(4,), batch_size=2,
+                                   buffer_size=8), 3, 1)
+  state = ag.init_members(jax.random.split(jax.random.PRNGKey(0), 2))
+  old_adam = jax.vmap(lambda p, lr: optax.inject_hyperparams(optax.adam)(
+      learning_rate=lr).init(p))
+  h = state.hparams
+  old = state._replace(policy_opt_state=old_adam(state.policy_params, h.lr_policy),
+                       q_opt_state=old_adam(state.q_params, h.lr_q),
+                       v_opt_state=old_adam(state.v_params, h.lr_v),
+                       alpha_opt_state=old_adam(state.log_alpha, h.lr_alpha))
+  directory = str(tmp_path / "checkpoints")
+  ckpt = checkpoint.Checkpointer(directory)
+  ckpt.save(100, {"train": old}, {"env_step": 100})
+  ckpt.close()
+  ckpt = checkpoint.Checkpointer(directory)  # as a resuming process opens it
+  with pytest.raises(checkpoint.IncompatibleCheckpoint) as e:
+    ckpt.restore_latest({"train": state})
+  message = str(e.value)
+  assert "\n" not in message and "older" in message and "hyperparams" in message, message
+  assert ckpt.all_steps() == [100] and not os.path.exists(directory + ".corrupt")
+  # This version's own checkpoint restores.
+  ckpt.save(200, {"train": state}, {"env_step": 200})
+  ckpt.close()
+  ckpt = checkpoint.Checkpointer(directory)
+  step, tree, host = ckpt.restore_latest({"train": state})
+  assert step == 200 and host == {"env_step": 200}
+  ckpt.close()
