@@ -36,31 +36,41 @@ import time
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_bool("quick", False, "A one-minute version: fewer members and steps.")
-flags.DEFINE_list("update_members", ["1", "4", "16", "64"], "M values for the update alone.")
-flags.DEFINE_list("members", ["1", "4", "16"], "M values end to end.")
-flags.DEFINE_list("configs", ["equal_work", "paper"], "Configurations to measure.")
-flags.DEFINE_string("env_id", "HalfCheetah-v5", "Task for the end-to-end runs.")
-flags.DEFINE_integer("warmup_steps", 5000, "Random-action steps before timing.")
-flags.DEFINE_integer("measure_steps", 10000, "Timed learning-phase steps.")
-flags.DEFINE_integer("update_repeats", 5, "Timed repeats of the update (median).")
-flags.DEFINE_integer("update_steps", 50, "Gradient steps per timed update call.")
-flags.DEFINE_bool("peer", True, "Also run stable-baselines-jax (needs the bench extra).")
-flags.DEFINE_bool("end_to_end", True, "Run the end-to-end host-loop cases.")
-flags.DEFINE_bool("update_only", True, "Run the update-alone cases.")
-flags.DEFINE_float("peak_gflops", None, "fp32 peak of the device; default: estimated "
-                   "for a CPU as cores x clock x 32 FLOP/cycle (AVX-512 FMA).")
-flags.DEFINE_string("out", "bench.json", "Where the JSON results go.")
-flags.DEFINE_bool("overlap", False, "End-to-end sac_jax cases with LoopConfig.overlap: "
-                  "act, then dispatch the update while the envs step (actions one "
-                  "update behind).")
-flags.DEFINE_bool("reporting", False, "Also measure the share of wall time spent "
-                  "evaluating and writing the run directory (paper config, M = 1, with a "
-                  "run directory) at the paper's, the CLI's and the reproduction's "
-                  "evaluation protocols.")
-flags.DEFINE_integer("reporting_steps", 20000, "Learning-phase steps of each --reporting "
-                     "case.")
-flags.DEFINE_string("case", None, "Internal: run one end-to-end case (JSON) and print it.")
+
+
+def define_flags() -> None:
+  """The command line's flags: defined only when bench runs as a program, so importing
+  its functions (the tests do) does not clash with experiments.run's flags."""
+  flags.DEFINE_bool("quick", False, "A one-minute version: fewer members and steps.")
+  flags.DEFINE_list("update_members", ["1", "4", "16", "64"],
+                    "M values for the update alone.")
+  flags.DEFINE_list("members", ["1", "4", "16"], "M values end to end.")
+  flags.DEFINE_list("configs", ["equal_work", "paper"], "Configurations to measure.")
+  flags.DEFINE_string("env_id", "HalfCheetah-v5", "Task for the end-to-end runs.")
+  flags.DEFINE_integer("warmup_steps", 5000, "Random-action steps before timing.")
+  flags.DEFINE_integer("measure_steps", 10000, "Timed learning-phase steps.")
+  flags.DEFINE_integer("update_repeats", 5, "Timed repeats of the update (median).")
+  flags.DEFINE_integer("update_steps", 50, "Gradient steps per timed update call.")
+  flags.DEFINE_bool("peer", True, "Also run stable-baselines-jax (needs the bench extra).")
+  flags.DEFINE_bool("end_to_end", True, "Run the end-to-end host-loop cases.")
+  flags.DEFINE_bool("update_only", True, "Run the update-alone cases.")
+  flags.DEFINE_float("peak_gflops", None, "fp32 peak of the device; default: estimated "
+                     "for a CPU as cores x clock x 32 FLOP/cycle (AVX-512 FMA).")
+  flags.DEFINE_string("out", "bench.json", "Where the JSON results go.")
+  flags.DEFINE_bool("overlap", False, "End-to-end sac_jax cases with LoopConfig.overlap: "
+                    "act, then dispatch the update while the envs step (actions one "
+                    "update behind).")
+  flags.DEFINE_bool("reporting", False, "Also measure the share of wall time spent "
+                    "evaluating and writing the run directory (paper config, M = 1, with a "
+                    "run directory) at the paper's, the CLI's and the reproduction's "
+                    "evaluation protocols.")
+  flags.DEFINE_bool("profile", False, "Also break one member's learning-phase env step "
+                    "into its parts (update alone, the fused call's dispatch and transfers, "
+                    "env step, host rest), per configuration.")
+  flags.DEFINE_integer("reporting_steps", 20000, "Learning-phase steps of each --reporting "
+                       "case.")
+  flags.DEFINE_string("case", None, "Internal: run one end-to-end case (JSON) and print it.")
+
 
 CONFIGS = {
     # SAC 2018b exactly as the peers run it (modern.flags): no V network, target Q heads.
@@ -235,6 +245,70 @@ def run_peer_case(env_id: str, warmup: int, measure: int) -> dict:
               peak_rss_gb=_peak_rss_gb())
 
 
+def run_profile_case(config_name: str, env_id: str, warmup: int, measure: int) -> dict:
+  """Where one member's learning-phase env step goes, each part timed alone on the real
+  task after `warmup` steps: the fused device call (`Agent.make_step`: insert, update,
+  act), the same call's transfers and dispatch (inputs already on the device vs numpy),
+  the update alone (the compiled update of one gradient step), the env step, and the
+  loop's host-side bookkeeping (the rest)."""
+  import jax
+  import numpy as np
+  from sac_jax import agent, envs, replay
+  cfg = agent.SACConfig(**CONFIGS[config_name], buffer_size=warmup + measure,
+                        start_steps=warmup)
+  env = envs.TrainEnvs(env_id, 1, seed=0)
+  obs_dim, act_dim = envs.env_dims(env_id)
+  ag = agent.Agent(cfg, obs_dim, act_dim)
+  state = ag.init_members(jax.random.split(jax.random.PRNGKey(0), 1))
+  step_fn = ag.make_step()
+  obs = env.reset()
+  tr = agent.empty_transition(1, obs_dim, act_dim)
+  has = False
+
+  def one_step(state, tr, has, obs, upd):
+    state, action, _ = step_fn(state, tr, has, obs, upd)
+    action = np.asarray(action)
+    nobs, r, term, _, after = env.step(action)
+    return state, replay.Transition(obs, action, r, nobs, term), after
+
+  for t in range(warmup):
+    state, tr, obs = one_step(state, tr, has, obs, ag.ready_to_update(t))
+    has = True
+  n = measure
+  t0 = time.perf_counter()
+  for t in range(warmup, warmup + n):
+    state, tr, obs = one_step(state, tr, True, obs, True)
+  loop_s = (time.perf_counter() - t0) / n
+  # The device call alone, numpy inputs (as the loop passes them), action fetched.
+  t0 = time.perf_counter()
+  for _ in range(n // 2):
+    state, a, _ = step_fn(state, tr, True, obs, True)
+    np.asarray(a)
+  call_s = (time.perf_counter() - t0) / (n // 2)
+  # The same with the inputs already on the device: the difference is the transfers.
+  dtr, dobs = jax.device_put((tr, obs))
+  t0 = time.perf_counter()
+  for _ in range(n // 2):
+    state, a, _ = step_fn(state, dtr, True, dobs, True)
+    np.asarray(a)
+  device_in_s = (time.perf_counter() - t0) / (n // 2)
+  # The env alone.
+  actions = np.random.default_rng(0).uniform(-1, 1, (n, 1, act_dim)).astype(np.float32)
+  t0 = time.perf_counter()
+  for i in range(n):
+    env.step(actions[i])
+  env_s = (time.perf_counter() - t0) / n
+  env.close()
+  upd = bench_update(config_name, 1, obs_dim, act_dim, steps=50, repeats=5)
+  update_s = upd["us_per_step"] * 1e-6
+  return dict(kind="profile", config=config_name, members=1, loop_us=loop_s * 1e6,
+              call_us=call_s * 1e6, device_inputs_call_us=device_in_s * 1e6,
+              update_us=update_s * 1e6, env_us=env_s * 1e6,
+              transfer_us=(call_s - device_in_s) * 1e6,
+              call_overhead_us=(device_in_s - update_s) * 1e6,
+              host_rest_us=(loop_s - call_s - env_s) * 1e6)
+
+
 class _Timed:
   """A recorder proxy that adds up the seconds its recorder spends in each method, with
   the env step of each on_eval (the loop sees the same protocol)."""
@@ -392,6 +466,15 @@ def format_table(results: list[dict], peak: float) -> str:
       if f:
         line += f"; {100 * r['sps_per_member'] / f:.0f}% of the fp32-peak bound {f:.0f} SPS"
       lines.append(line)
+  prof = [r for r in results if r["kind"] == "profile"]
+  if prof:
+    parts = ("loop_us", "update_us", "call_overhead_us", "transfer_us", "env_us",
+             "host_rest_us")
+    lines += ["", "One env step of one member, learning phase (microseconds; loop = update "
+              "+ call overhead + transfers + env + host rest):",
+              f"{'config':<11} " + " ".join(f"{p[:-3]:>14}" for p in parts)]
+    for r in prof:
+      lines.append(f"{r['config']:<11} " + " ".join(f"{r[p]:>14.0f}" for p in parts))
   rep = [r for r in results if r["kind"] == "reporting"]
   if rep:
     lines += ["", "Share of learning-phase wall time (paper config, M = 1, run directory):",
@@ -409,6 +492,9 @@ def main(argv):
     spec = json.loads(FLAGS.case)
     if spec["kind"] == "peer":
       result = run_peer_case(spec["env_id"], spec["warmup"], spec["measure"])
+    elif spec["kind"] == "profile":
+      result = run_profile_case(spec["config"], spec["env_id"], spec["warmup"],
+                                spec["measure"])
     elif spec["kind"] == "reporting":
       result = run_reporting_case(spec["config"], spec["env_id"], spec["warmup"],
                                   spec["measure"], spec["eval_every"],
@@ -467,6 +553,14 @@ def main(argv):
               f"{r['sps_aggregate']:.1f} SPS total", flush=True)
         results.append(r)
 
+  if FLAGS.profile:
+    for name in FLAGS.configs:
+      r = _subprocess_case(dict(kind="profile", config=name, env_id=FLAGS.env_id,
+                                warmup=warmup, measure=min(measure, 2000)))
+      print(f"  profile {name}: " + ", ".join(f"{k} {v:.0f}" for k, v in r.items()
+                                              if k.endswith("_us")), flush=True)
+      results.append(r)
+
   if FLAGS.reporting:
     for label, (every, episodes) in PROTOCOLS.items():
       r = _subprocess_case(dict(kind="reporting", config="paper", env_id=FLAGS.env_id,
@@ -491,4 +585,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

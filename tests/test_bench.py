@@ -2,15 +2,8 @@
 in tests: it is measured by the benchmark, as ratios against a peer in one run)."""
 
 import pytest
-from absl import flags
 
 from experiments import bench
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _parsed_flags():
-  if not flags.FLAGS.is_parsed():
-    flags.FLAGS(["bench"])
 
 
 def _update(config, m, us, mflop=500.0):
