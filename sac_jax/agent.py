@@ -394,8 +394,8 @@ class Agent:
     `do_update` are scalars shared by all members (unbatched under vmap, so the
     `lax.cond` stays a real branch).
 
-    Divergence: if the metrics, the new params or the policy's action are not all finite,
-    the member is frozen: its params and optimizer states keep their values from before
+    Divergence: if the metrics, the new online params (CHECKED) or the policy's action are
+    not all finite, the member is frozen: its params and optimizer states keep their values from before
     this call (a `jnp.where` on those subtrees only, never on the replay buffer), its
     `diverged_at` becomes the env step, and its action is zeros from then on (a vector
     env cannot skip one sub-env). A frozen member never thaws; the others are untouched.
@@ -416,7 +416,7 @@ class Agent:
     action = jnp.where(new.env_steps < c.start_steps, uniform_a, policy_a)
 
     healthy = state.diverged_at < 0
-    finite = self._all_finite((metrics, policy_a) + self._learned(new))
+    finite = self._all_finite((metrics, policy_a) + self._checked(new))
     keep = healthy & finite
     learned = jax.tree.map(lambda a, b: jnp.where(keep, a, b), self._learned(new),
                            self._learned(state))
@@ -428,6 +428,17 @@ class Agent:
   LEARNED = ("policy_params", "q_params", "v_params", "v_target_params", "q_target_params",
              "policy_opt_state", "q_opt_state", "v_opt_state", "log_alpha",
              "alpha_opt_state", "updates")
+
+  # The fields whose finiteness is checked after every call: the online parameters. The
+  # rest of LEARNED follows from them: targets are Polyak averages of online params that
+  # were finite, and Adam's moments are finite wherever the gradients were (a non-finite
+  # gradient makes the params, and mostly the losses, non-finite too). Checking all of
+  # LEARNED read about 4x as much memory per step: 6% of the equal-work step's time and
+  # 14% of the paper step's on a 2-core CPU.
+  CHECKED = ("policy_params", "q_params", "v_params", "log_alpha")
+
+  def _checked(self, state: TrainState) -> tuple:
+    return tuple(getattr(state, f) for f in self.CHECKED)
 
   def _learned(self, state: TrainState) -> tuple:
     return tuple(getattr(state, f) for f in self.LEARNED)
@@ -463,7 +474,7 @@ class Agent:
     uniform_a = jax.random.uniform(k_uni, policy_a.shape, minval=-1.0, maxval=1.0)
     stored = state.env_steps + jnp.asarray(has_transition, jnp.int32)
     action = jnp.where(stored < c.start_steps, uniform_a, policy_a)
-    ok = self._all_finite((policy_a,) + self._learned(state))
+    ok = self._all_finite((policy_a,) + self._checked(state))
     keep = (state.diverged_at < 0) & ok
     return jnp.where(keep, action, jnp.zeros_like(action)), key, ok
 
@@ -489,7 +500,7 @@ class Agent:
     new, metrics = jax.lax.cond(
         do_update, lambda s: self.update(s, c.grad_steps), lambda s: (s, zeros), state)
     healthy = state.diverged_at < 0
-    finite = jnp.asarray(act_ok) & self._all_finite((metrics,) + self._learned(new))
+    finite = jnp.asarray(act_ok) & self._all_finite((metrics,) + self._checked(new))
     keep = healthy & finite
     learned = jax.tree.map(lambda a, b: jnp.where(keep, a, b), self._learned(new),
                            self._learned(state))

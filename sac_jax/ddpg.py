@@ -171,6 +171,7 @@ class DDPGAgent(agent_lib.Agent):
 
   LEARNED = ("policy_params", "q_params", "policy_target_params", "q_target_params",
              "policy_opt_state", "q_opt_state", "updates")
+  CHECKED = ("policy_params", "q_params")
   HPARAMS = DDPGHParams
 
   def __init__(self, config: DDPGConfig, obs_dim: int, act_dim: int):
