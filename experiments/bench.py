@@ -310,12 +310,11 @@ def run_profile_case(config_name: str, env_id: str, warmup: int, measure: int) -
 
 
 class _Timed:
-  """A recorder proxy that adds up the seconds its recorder spends in each method, with
-  the env step of each on_eval (the loop sees the same protocol)."""
+  """A recorder proxy that records the seconds its recorder spends in each on_eval and
+  after_step call, with the env step (the loop sees the same protocol)."""
 
   def __init__(self, inner):
     self.inner = inner
-    self.seconds: dict[str, float] = {}
     self.at: list[tuple[str, int, float]] = []  # (method, env step, seconds)
 
   def _call(self, name: str, *args):
@@ -324,9 +323,7 @@ class _Timed:
       return None
     t = time.perf_counter()
     out = fn(*args)
-    dt = time.perf_counter() - t
-    self.seconds[name] = self.seconds.get(name, 0.0) + dt
-    return out, dt
+    return out, time.perf_counter() - t
 
   def start(self, run):
     self._call("start", run)
