@@ -15,9 +15,12 @@ likelihood ratio, 128 x 128, batch 128):
     and peak RSS, each case in its own process;
   - the peer, stable-baselines-jax SAC, with the same settings and steps, in its own
     process, when the `bench` extra is installed.
-With `--overlap` the end-to-end sac_jax cases run with `LoopConfig.overlap` (two device
-calls per env step, the update running while the envs step; actions one update behind);
-run once with and once without to compare.
+`--loops=sync,overlap` runs each end-to-end sac_jax case with the synchronous loop and with
+`LoopConfig.overlap` (two device calls per env step, the update running while the envs
+step; actions one update behind). `--rounds=N` repeats the end-to-end cases N times,
+alternating the peer and ours within each round (so a slow spell of the machine hits both),
+and reports the median of each case over rounds, its range, and the race as the ratio of
+the medians beside the per-round ratios.
 
 Prints a table and writes JSON (`--out`).
 """
@@ -57,9 +60,11 @@ def define_flags() -> None:
   flags.DEFINE_float("peak_gflops", None, "fp32 peak of the device; default: estimated "
                      "for a CPU as cores x clock x 32 FLOP/cycle (AVX-512 FMA).")
   flags.DEFINE_string("out", "bench.json", "Where the JSON results go.")
-  flags.DEFINE_bool("overlap", False, "End-to-end sac_jax cases with LoopConfig.overlap: "
-                    "act, then dispatch the update while the envs step (actions one "
-                    "update behind).")
+  flags.DEFINE_list("loops", ["sync"], "Host loops of the end-to-end sac_jax cases: sync "
+                    "and/or overlap (LoopConfig.overlap: act, then dispatch the update "
+                    "while the envs step; actions one update behind).")
+  flags.DEFINE_integer("rounds", 1, "Repeat the end-to-end cases this many times, peer and "
+                       "ours alternating within each round; report medians over rounds.")
   flags.DEFINE_bool("reporting", False, "Also measure the share of wall time spent "
                     "evaluating and writing the run directory (paper config, M = 1, with a "
                     "run directory) at the paper's, the CLI's and the reproduction's "
@@ -421,6 +426,36 @@ def flop_bound(results: list[dict], config: str, peak: float) -> float | None:
   return peak * 1e3 / u["mflop_per_step_per_member"] if u else None
 
 
+def _case_key(r: dict) -> tuple:
+  return (r["kind"], r.get("impl", ""), r["config"], r["members"], bool(r.get("overlap")))
+
+
+def median_cases(results: list[dict]) -> list[dict]:
+  """The end-to-end cases (peer and sac_jax), one row per case: the median over its rounds
+  of the per-member and aggregate SPS, their range (sps_min, sps_max), n rounds, and the
+  largest peak RSS; in the order the cases first ran."""
+  groups: dict[tuple, list[dict]] = {}
+  for r in results:
+    if r["kind"] in ("sac", "peer"):
+      groups.setdefault(_case_key(r), []).append(r)
+  rows = []
+  for rs in groups.values():
+    per = [r["sps_per_member"] for r in rs]
+    rows.append(dict(rs[0], sps_per_member=statistics.median(per),
+                     sps_aggregate=statistics.median(r["sps_aggregate"] for r in rs),
+                     sps_min=min(per), sps_max=max(per), n=len(rs),
+                     peak_rss_gb=max(r["peak_rss_gb"] for r in rs)))
+  return rows
+
+
+def round_ratios(results: list[dict], case: dict) -> list[float]:
+  """Per round, the case's per-member SPS over the peer's in the same round."""
+  peers = {r.get("round", 0): r for r in results if r["kind"] == "peer"}
+  return [r["sps_per_member"] / peers[r.get("round", 0)]["sps_per_member"]
+          for r in results if r["kind"] == "sac" and _case_key(r) == _case_key(case)
+          and r.get("round", 0) in peers]
+
+
 def format_table(results: list[dict], peak: float) -> str:
   lines = []
   upd = [r for r in results if r["kind"] == "update"]
@@ -432,32 +467,40 @@ def format_table(results: list[dict], peak: float) -> str:
       lines.append(f"{r['config']:<11} {r['members']:>3} {r['us_per_step_per_member']:>15.1f}"
                    f" {r['mflop_per_step_per_member']:>11.1f} {r['gflops']:>8.1f}"
                    f" {100 * r['gflops'] / peak:>6.1f}%")
-  e2e = [r for r in results if r["kind"] in ("sac", "peer")]
+  e2e = median_cases(results)
   peer = next((r for r in e2e if r["kind"] == "peer"), None)
   if e2e:
+    rounds = max(r["n"] for r in e2e)
     lines += ["", "End to end, learning phase (env steps per second; bound: the update "
-              "alone at the same M):",
+              "alone at the same M" + (f"; median of {rounds} rounds, range in brackets"
+                                       if rounds > 1 else "") + "):",
               f"{'implementation':<28} {'config':<11} {'M':>3} {'SPS total':>10} "
-              f"{'SPS/member':>11} {'x peer':>7} {'% bound':>8} {'peak RSS GB':>12}"]
+              f"{'SPS/member':>11} {'range':>15} {'x peer':>7} {'% bound':>8} "
+              f"{'peak RSS GB':>12}"]
     for r in e2e:
       name = r.get("impl", "sac_jax" + (" (overlap)" if r.get("overlap") else ""))
       ratio = (f"{r['sps_per_member'] / peer['sps_per_member']:.2f}"
                if peer and r["config"] == "equal_work" else "")
       b = update_bound(results, r["config"], r["members"]) if r["kind"] == "sac" else None
       bound = f"{100 * r['sps_per_member'] / b:.0f}%" if b else ""
+      rng = f"[{r['sps_min']:.1f}-{r['sps_max']:.1f}]" if r["n"] > 1 else ""
       lines.append(f"{name:<28} {r['config']:<11} {r['members']:>3} "
-                   f"{r['sps_aggregate']:>10.1f} {r['sps_per_member']:>11.1f} {ratio:>7}"
-                   f" {bound:>8} {r['peak_rss_gb']:>12.2f}")
+                   f"{r['sps_aggregate']:>10.1f} {r['sps_per_member']:>11.1f} {rng:>15} "
+                   f"{ratio:>7} {bound:>8} {r['peak_rss_gb']:>12.2f}")
   race = [r for r in e2e if r["kind"] == "sac" and r["config"] == "equal_work"
           and r["members"] == 1]
   if peer and race:
     lines.append("")
     for r in race:
       b, f = update_bound(results, "equal_work", 1), flop_bound(results, "equal_work", peak)
-      line = (f"race (HalfCheetah, M = 1, equal work): sac_jax"
+      over = "" if r["n"] == 1 else f", median of {r['n']} rounds"
+      line = (f"race (HalfCheetah, M = 1, equal work{over}): sac_jax"
               f"{' (overlap)' if r.get('overlap') else ''} {r['sps_per_member']:.1f} SPS"
               f" = {r['sps_per_member'] / peer['sps_per_member']:.2f} x "
               f"{peer['impl']} ({peer['sps_per_member']:.1f} SPS)")
+      per_round = round_ratios(results, r)
+      if len(per_round) > 1:
+        line += "; per round " + ", ".join(f"{x:.2f}" for x in per_round)
       if b:
         line += f"; {100 * r['sps_per_member'] / b:.0f}% of the update-alone bound {b:.0f} SPS"
       if f:
@@ -509,6 +552,11 @@ def main(argv):
   if FLAGS.reporting and FLAGS.reporting_steps < 2 * longest:
     raise app.UsageError(f"--reporting_steps={FLAGS.reporting_steps}: must be >= "
                          f"{2 * longest} (two evaluations of every protocol)")
+  loops = list(dict.fromkeys(FLAGS.loops))
+  if not loops or set(loops) - {"sync", "overlap"}:
+    raise app.UsageError(f"--loops={','.join(FLAGS.loops)}: must be sync, overlap or both")
+  if FLAGS.rounds < 1:
+    raise app.UsageError(f"--rounds={FLAGS.rounds}: must be >= 1")
   update_members = [int(m) for m in FLAGS.update_members]
   members = [int(m) for m in FLAGS.members]
   warmup, measure, repeats = FLAGS.warmup_steps, FLAGS.measure_steps, FLAGS.update_repeats
@@ -534,21 +582,23 @@ def main(argv):
 
   if FLAGS.end_to_end:
     base = dict(env_id=FLAGS.env_id, warmup=warmup, measure=measure)
-    if FLAGS.peer:
-      if peer_available():
-        r = _subprocess_case(dict(base, kind="peer"))
-        print(f"  peer: {r['sps_per_member']:.1f} SPS", flush=True)
+    peer = FLAGS.peer and peer_available()
+    if FLAGS.peer and not peer:
+      print("  peer skipped: stable-baselines-jax is not installed "
+            "(pip install -e '.[bench]' -c experiments/bench-constraints.txt)")
+    for rnd in range(FLAGS.rounds):
+      if peer:
+        r = dict(_subprocess_case(dict(base, kind="peer")), round=rnd)
+        print(f"  round {rnd}: peer {r['sps_per_member']:.1f} SPS", flush=True)
         results.append(r)
-      else:
-        print("  peer skipped: stable-baselines-jax is not installed "
-              "(pip install -e '.[bench]' -c experiments/bench-constraints.txt)")
-    for name in FLAGS.configs:
-      for m in members:
-        r = _subprocess_case(dict(base, kind="sac", config=name, members=m,
-                                  overlap=FLAGS.overlap))
-        print(f"  sac_jax{' overlap' if FLAGS.overlap else ''} {name} M={m}: "
-              f"{r['sps_aggregate']:.1f} SPS total", flush=True)
-        results.append(r)
+      for name in FLAGS.configs:
+        for m in members:
+          for lp in loops:
+            r = dict(_subprocess_case(dict(base, kind="sac", config=name, members=m,
+                                           overlap=lp == "overlap")), round=rnd)
+            print(f"  round {rnd}: sac_jax{' overlap' if lp == 'overlap' else ''} {name} "
+                  f"M={m}: {r['sps_aggregate']:.1f} SPS total", flush=True)
+            results.append(r)
 
   if FLAGS.profile:
     for name in FLAGS.configs:
@@ -571,7 +621,7 @@ def main(argv):
   table = format_table(results, peak)
   print("\n" + table)
   out = dict(device=device, peak_gflops=peak, env_id=FLAGS.env_id, warmup_steps=warmup,
-             measure_steps=measure, quick=FLAGS.quick, overlap=FLAGS.overlap,
+             measure_steps=measure, quick=FLAGS.quick, loops=loops, rounds=FLAGS.rounds,
              results=results,
              time=time.strftime("%Y-%m-%dT%H:%M:%S"))
   tmp = FLAGS.out + ".tmp"

@@ -19,6 +19,10 @@ from the same numbers is the same verdict.
 - `within(best, other, margin)`: the verdict on "other is within `margin` of best":
     holds if the interval's upper end is below `margin`, does not hold if its lower end
     is above it, else inconclusive.
+- `equivalent(a, b, margin)`: the verdict on "a and b agree within `margin`" (two
+    one-sided bounds on the interval): holds if the whole interval of mean(a) - mean(b)
+    lies inside (-margin, margin), does not hold if it lies wholly outside (above margin or
+    below -margin), else inconclusive (few noisy seeds cannot show agreement).
 - `spread_smaller(a, b)`: "the spread across seeds is smaller in a than in b", a
   Brown-Forsythe permutation test (absolute deviations from each arm's median).
 """
@@ -119,6 +123,19 @@ def within(best: Sequence[float], other: Sequence[float], margin: float,
   verdict = HOLDS if hi < margin else FAILS if lo > margin else INCONCLUSIVE
   return dict(c, verdict=verdict, margin=float(margin),
               test="bootstrap 95% interval of the gap to the best arm against the margin")
+
+
+def equivalent(a: Sequence[float], b: Sequence[float], margin: float,
+               seed: int = 0) -> dict:
+  """Verdict on "a and b agree within `margin`" (effect = mean(a) - mean(b))."""
+  if not margin > 0:
+    raise ValueError(f"margin={margin}: must be > 0")
+  c = compare(a, b, seed)
+  lo, hi = c["ci95"]
+  verdict = (HOLDS if -margin < lo and hi < margin else
+             FAILS if lo > margin or hi < -margin else INCONCLUSIVE)
+  return dict(c, verdict=verdict, margin=float(margin),
+              test="bootstrap 95% interval of the difference inside (-margin, margin)")
 
 
 def spread_smaller(a: Sequence[float], b: Sequence[float], seed: int = 0) -> dict:

@@ -33,6 +33,35 @@ def test_bounds_and_the_race_line():
   assert "85% of the fp32-peak bound 200 SPS" in race
 
 
+def test_rounds_give_medians_and_per_round_ratios():
+  """Three rounds: each case's row is its median over rounds with its range, and the race
+  is the ratio of the medians, with each round's own ratio beside it."""
+  def e2e(kind, sps, rnd, overlap=False):
+    return dict(kind=kind, config="equal_work", members=1, overlap=overlap, round=rnd,
+                sps_per_member=sps, sps_aggregate=sps, peak_rss_gb=1.0 + rnd,
+                **({"impl": "peer 1.0"} if kind == "peer" else {}))
+  results = [_update("equal_work", 1, 5000.0),
+             e2e("peer", 100.0, 0), e2e("sac", 130.0, 0), e2e("sac", 90.0, 0, True),
+             e2e("peer", 80.0, 1), e2e("sac", 120.0, 1), e2e("sac", 95.0, 1, True),
+             e2e("peer", 120.0, 2), e2e("sac", 180.0, 2), e2e("sac", 85.0, 2, True)]
+  rows = bench.median_cases(results)
+  assert [(r["kind"], r["overlap"]) for r in rows] == [("peer", False), ("sac", False),
+                                                       ("sac", True)]
+  peer, sync, over = rows
+  assert (peer["sps_per_member"], peer["sps_min"], peer["sps_max"], peer["n"]) == (
+      100.0, 80.0, 120.0, 3)
+  assert (sync["sps_per_member"], over["sps_per_member"]) == (130.0, 90.0)
+  assert sync["peak_rss_gb"] == 3.0
+  assert bench.round_ratios(results, sync) == pytest.approx([1.3, 1.5, 1.5])
+  table = bench.format_table(results, peak=100.0)
+  race = [l for l in table.splitlines() if l.startswith("race")]
+  assert race[0].startswith("race (HalfCheetah, M = 1, equal work, median of 3 rounds): "
+                            "sac_jax 130.0 SPS = 1.30 x peer 1.0 (100.0 SPS); "
+                            "per round 1.30, 1.50, 1.50; 65% of the update-alone bound")
+  assert "sac_jax (overlap) 90.0 SPS = 0.90 x" in race[1]
+  assert "[120.0-180.0]" in table
+
+
 def test_reporting_case_accounts_for_the_wall_time():
   """Training, evaluation and the run directory's share add up to the learning phase's
   wall time, and ten episodes per evaluation cost more evaluation time than one."""

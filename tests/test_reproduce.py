@@ -63,10 +63,11 @@ def test_smoke_budget_of_the_halfcheetah_claims(tmp_path):
 
 
 def test_smoke_budget_of_the_per_task_claims(tmp_path):
-  """tasks (paper and modern), sac_vs_ddpg and mixture_gradients on Hopper only (the
-  paper run is shared by all three)."""
+  """tasks (paper and modern), sac_vs_ddpg, mixture_gradients and overlap on Hopper only
+  (the paper run is shared by all four)."""
   runs = tmp_path / "runs"
-  for claim, arms in (("tasks", 2), ("sac_vs_ddpg", 2), ("mixture_gradients", 3)):
+  for claim, arms in (("tasks", 2), ("sac_vs_ddpg", 2), ("mixture_gradients", 3),
+                      ("overlap", 2)):
     out = tmp_path / claim
     res = _reproduce(runs, f"--claim={claim}", "--tasks=hopper", f"--out={out}")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -74,7 +75,12 @@ def test_smoke_budget_of_the_per_task_claims(tmp_path):
     if claim == "sac_vs_ddpg":
       assert [p["part"] for p in result["parts"]] == [
           "hopper: SAC final > DDPG G=1 final", "hopper: SAC auc > DDPG G=1 auc"]
-  assert len(result["parts"]) == 2
+    if claim == "mixture_gradients":
+      assert len(result["parts"]) == 2
+  assert [p["part"] for p in result["parts"]] == [
+      "hopper: overlap final agrees with synchronous final within 15%",
+      "hopper: overlap auc agrees with synchronous auc within 15%"]
+  assert "--overlap" in " ".join(result["commands"])
 
 
 def test_arm_statistics_follow_the_metrics(tmp_path):
@@ -100,7 +106,7 @@ def test_arm_statistics_follow_the_metrics(tmp_path):
 
 def test_bad_input_is_one_clear_line(tmp_path):
   res = _reproduce(tmp_path, "--claim=nope")
-  assert res.returncode != 0 and "tasks|sac_vs_ddpg|seeds|hard|grad_steps|components|mixture_gradients" in res.stderr
+  assert res.returncode != 0 and "tasks|sac_vs_ddpg|seeds|hard|grad_steps|components|mixture_gradients|overlap" in res.stderr
   res = _reproduce(tmp_path, "--claim=hard", "--seeds=1")
   assert res.returncode != 0 and "--seeds=1" in res.stderr
   res = _reproduce(tmp_path, "--claim=hard", "--arms=bogus")

@@ -88,6 +88,22 @@ def test_within_and_spread_and_combine():
   assert verdict.combine([verdict.HOLDS, verdict.FAILS]) == verdict.FAILS
 
 
+def test_equivalent_is_two_sided_and_never_forced():
+  a = np.array([3000.0, 3100, 2900, 3050, 2950])
+  # Agreement: the interval of the difference lies inside (-300, 300), either sign.
+  assert verdict.equivalent(a, a - 20, margin=300)["verdict"] == verdict.HOLDS
+  assert verdict.equivalent(a, a + 20, margin=300)["verdict"] == verdict.HOLDS
+  # Clearly apart, above or below: does not hold (a one-sided check would pass one).
+  assert verdict.equivalent(a, a - 1000, margin=300)["verdict"] == verdict.FAILS
+  assert verdict.equivalent(a, a + 1000, margin=300)["verdict"] == verdict.FAILS
+  # Noisy seeds whose means agree cannot show agreement: inconclusive, not forced.
+  noisy = np.array([-20.0, 3000, 500, 4500, 1200])
+  r = verdict.equivalent(noisy, noisy[::-1] + 10, margin=300)
+  assert r["verdict"] == verdict.INCONCLUSIVE and r["ci95"][0] < -300 < 300 < r["ci95"][1]
+  with pytest.raises(ValueError, match="margin=-1"):
+    verdict.equivalent(a, a, margin=-1)
+
+
 def test_bad_inputs_are_refused():
   with pytest.raises(ValueError, match="2 or more seeds"):
     verdict.compare([1.0], [1.0, 2.0])
