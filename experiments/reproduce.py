@@ -456,6 +456,12 @@ def main(argv):
       return rc
     print(f"[reproduce {F.claim}] run {r.name} finished in {time.time() - t0:.0f} s",
           flush=True)
+  missing = [r.name for r in runs
+             if not os.path.exists(os.path.join(base, r.name, "metrics.csv"))]
+  if missing:
+    raise app.UsageError(
+        f"--analyze_only: no metrics.csv in {base} for run(s) {', '.join(missing)}: run "
+        "the claim without --analyze_only, or leave those arms out with --arms/--tasks")
   data = {_key(a): read_arm(os.path.join(base, a.run.name)) for a in arms}
   result = analyze(F.claim, arms, data, F.budget)
   write_outputs(out_dir, F.claim, arms, data, result, commands)

@@ -111,3 +111,7 @@ def test_bad_input_is_one_clear_line(tmp_path):
   assert res.returncode != 0 and "--seeds=1" in res.stderr
   res = _reproduce(tmp_path, "--claim=hard", "--arms=bogus")
   assert res.returncode != 0 and "bogus" in res.stderr
+  # Analyzing runs that were never started names them instead of a traceback.
+  res = _reproduce(tmp_path, "--claim=hard", "--analyze_only")
+  assert res.returncode != 0 and "Traceback" not in res.stderr
+  assert "halfcheetah-paper, halfcheetah-hard" in res.stderr, res.stderr
