@@ -115,3 +115,30 @@ def test_bad_input_is_one_clear_line(tmp_path):
   res = _reproduce(tmp_path, "--claim=hard", "--analyze_only")
   assert res.returncode != 0 and "Traceback" not in res.stderr
   assert "halfcheetah-paper, halfcheetah-hard" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("claim", reproduce.CLAIMS)
+def test_a_subset_of_arms_gets_the_parts_it_can(claim):
+  """--arms may pick any subset: analyze() tests the parts whose arms are all there and
+  never reaches a verdict from a part it cannot test."""
+  arms = reproduce.plan(claim, ("halfcheetah", "hopper"))
+  steps = np.arange(1, 5) * 5000
+  rng = np.random.default_rng(0)
+  data = {reproduce._key(a): (steps, {s: rng.normal(100 * i, 10, 4) for s in (100, 101, 102)})
+          for i, a in enumerate(arms)}
+  full = [p["part"] for p in reproduce.analyze(claim, arms, data, "cpu")["parts"]]
+  assert full
+  for a in arms:
+    r = reproduce.analyze(claim, [a], data, "cpu")
+    if claim == "tasks" and a.label == "paper":   # its bar needs no other arm
+      assert [p["part"] for p in r["parts"]] == [f"{a.panel}: paper config mean final "
+                                                 f">= {reproduce.THRESHOLDS[a.panel]:g}"]
+      continue
+    assert r["parts"] == [] and r["verdict"] == "inconclusive at this budget", (a, r)
+    assert "no part" in r["note"]
+  if claim == "components":   # its parts are relative to the best arm there is
+    return
+  # Without the last arm: a strict subset of the parts, in the same order.
+  parts = [p["part"] for p in reproduce.analyze(claim, arms[:-1], data, "cpu")["parts"]]
+  assert [p for p in full if p in parts] == parts, (claim, parts)
+  assert claim == "tasks" or parts != full   # tasks' modern arm is in no part
