@@ -31,6 +31,16 @@ Claims (paper section 5; the task flagfiles carry the reward scales calibrated o
                  (HalfCheetah and Hopper were run); parts per task: final return and AUC
                  agree within 15% of the synchronous arm's mean (the bootstrap interval
                  of the difference inside +-15%).
+    parity       (beyond the paper) learning parity with a peer: sac_jax with modern.flags
+                 (SAC 2018b) against stable-baselines-jax's SAC (experiments/peer_learning.py:
+                 the same settings, the same evaluation protocol), 100k steps at the cpu
+                 budget, on --tasks (default HalfCheetah and Hopper); parts per task and
+                 statistic (final, AUC): "sac_jax is not below the peer beyond seed noise":
+                 does not hold if the peer is higher (one-sided permutation p < 0.05);
+                 else holds if the bootstrap interval of peer - sac_jax lies below 15% of
+                 the peer's mean (sac_jax at most 15% lower, or higher); else
+                 inconclusive. `--peer=random` (plumbing tests only)
+                 swaps the peer for a uniform-random policy that needs no sbx.
     components   K = 1, 2, 4, 8 mixture components on HalfCheetah; the paper's claim is
                  near-equivalence, tested as "the best arm is K = 2 or 4, or K = 2 or K = 4
                  is within 15% of the best arm's mean final return" (bootstrap interval of
@@ -51,7 +61,8 @@ evaluations, AUC = the mean over all evaluations, max = the best evaluation (the
 paper's statistic). Verdicts: experiments/verdict.py (exact permutation tests, bootstrap
 intervals; "holds", "does not hold" or "inconclusive at this budget", never forced).
 
-Every run is an `experiments.run` process with its own run directory
+Every run is an `experiments.run` process (the parity claim's peer: an
+`experiments.peer_learning` process, resumable per seed) with its own run directory
 <runs_dir>/<budget>/<run>, so rerunning the same command resumes unfinished runs from their
 checkpoints and skips finished ones. Outputs in --out (default
 <runs_dir>/<budget>/claims/<claim>): figure.png, table.md, verdict.json, returns.csv (per
@@ -82,7 +93,9 @@ FLAGS_DIR = os.path.join("experiments", "flags")
 TASKS = ("halfcheetah", "hopper", "walker2d", "ant")
 THRESHOLDS = dict(halfcheetah=3500.0, hopper=1500.0, walker2d=1000.0, ant=1000.0)
 CLAIMS = ("tasks", "sac_vs_ddpg", "seeds", "hard", "grad_steps", "components",
-          "mixture_gradients", "overlap")
+          "mixture_gradients", "overlap", "parity")
+# --tasks left at its default: these claims run on these tasks only.
+CLAIM_TASKS = dict(parity=("halfcheetah", "hopper"))
 BUDGETS = ("smoke", "cpu", "paper")
 # cpu budget: env steps per run. "long" runs are shared by several claims (the paper
 # configuration of a task is the SAC arm of tasks, sac_vs_ddpg, seeds, hard, and the K = 4
@@ -93,7 +106,12 @@ LAST_EVALS = 3
 SMOKE = ["--total_env_steps=300", "--start_steps=100", "--batch_size=16",
          "--hidden_sizes=16,16", "--eval_every=100", "--eval_episodes=1",
          "--buffer_size=300", "--checkpoint_every=0"]
+# The peer's smoke budget (experiments.peer_learning): SMOKE's steps, evaluations and start.
+PEER_SMOKE = ["--total_env_steps=300", "--learning_starts=100", "--eval_every=100",
+              "--eval_episodes=1"]
 DDPG = f"--flagfile={FLAGS_DIR}/ddpg.flags"
+MODERN = f"--flagfile={FLAGS_DIR}/modern.flags"
+SAC_RUNNER, PEER_RUNNER = "experiments.run", "experiments.peer_learning"
 
 flags.DEFINE_enum("claim", None, CLAIMS, "the claim to rerun")
 flags.DEFINE_enum("budget", "cpu", BUDGETS, "smoke | cpu | paper")
@@ -104,18 +122,24 @@ flags.DEFINE_string("out", None, "figure, table and verdict (default: <runs_dir>
 flags.DEFINE_integer("first_seed", 100, "arms use seeds first_seed .. first_seed + "
                      "seeds - 1")
 flags.DEFINE_integer("seeds", None, f"seeds per arm (default {SEEDS}; 2 for smoke)")
-flags.DEFINE_list("tasks", list(TASKS), "tasks of the `tasks` and `sac_vs_ddpg` claims")
+flags.DEFINE_list("tasks", list(TASKS), "tasks of the per-task claims (default all; "
+                  "parity: " + ", ".join(CLAIM_TASKS["parity"]) + ")")
 flags.DEFINE_list("arms", None, "only these arms (default all), e.g. --arms=paper")
 flags.DEFINE_bool("analyze_only", False, "do not run anything: analyze the runs there are")
+flags.DEFINE_enum("peer", "sbx", ("sbx", "random"), "the parity claim's peer: sbx "
+                  "(stable-baselines-jax), or random: a uniform-random policy that checks the "
+                  "plumbing without sbx (tests only; its verdicts mean nothing)")
 
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-  """One experiments.run process; its name is its run directory (unique across claims)."""
+  """One process (`runner`: experiments.run, or experiments.peer_learning for a peer); its
+  name is its run directory (unique across claims)."""
   name: str
   task: str
   flags: tuple[str, ...] = ()
   length: str = "long"   # CPU_STEPS key
+  runner: str = SAC_RUNNER
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +162,7 @@ def plan(claim: str, tasks: Sequence[str] = TASKS) -> list[Arm]:
   if claim == "tasks":
     return [a for t in tasks for a in (
         Arm("paper", _paper(t), t),
-        Arm("modern", Run(f"{t}-modern", t, (f"--flagfile={FLAGS_DIR}/modern.flags",)), t))]
+        Arm("modern", Run(f"{t}-modern", t, (MODERN,)), t))]
   if claim == "sac_vs_ddpg":
     arms = []
     for t in tasks:
@@ -168,6 +192,10 @@ def plan(claim: str, tasks: Sequence[str] = TASKS) -> list[Arm]:
     return [a for t in tasks for a in (
         Arm("synchronous", _paper(t), t),
         Arm("overlap", Run(f"{t}-overlap", t, ("--overlap",), "short"), t))]
+  if claim == "parity":
+    return [a for t in tasks for a in (
+        Arm("sac_jax modern", Run(f"{t}-modern-short", t, (MODERN,), "short"), t),
+        Arm("stable-baselines-jax", Run(f"{t}-sbx", t, (), "short", PEER_RUNNER), t))]
   if claim == "components":
     return [Arm(f"K={k}", _paper("halfcheetah") if k == 4 else
                 Run(f"halfcheetah-K{k}", "halfcheetah", (f"--num_components={k}",)))
@@ -175,22 +203,30 @@ def plan(claim: str, tasks: Sequence[str] = TASKS) -> list[Arm]:
   raise ValueError(f"claim={claim!r}: must be one of {CLAIMS}")
 
 
-def _task_steps(task: str) -> int:
+def _task_flag(task: str, name: str) -> str:
   with open(os.path.join(REPO, FLAGS_DIR, f"{task}.flags")) as f:
     for line in f:
-      if line.startswith("--total_env_steps="):
-        return int(line.split("=", 1)[1])
-  raise ValueError(f"{task}.flags sets no --total_env_steps")
+      if line.startswith(f"--{name}="):
+        return line.split("=", 1)[1].strip()
+  raise ValueError(f"{task}.flags sets no --{name}")
 
 
-def run_flags(budget: str, run: Run, seed: int, seeds: int, run_dir: str) -> list[str]:
-  """The full experiments.run command line of one run."""
+def run_flags(budget: str, run: Run, seed: int, seeds: int, run_dir: str,
+              peer: str = "sbx") -> list[str]:
+  """The full command line of one run (after `python -m <run.runner>`)."""
+  steps = (None if budget == "smoke" else CPU_STEPS[run.length] if budget == "cpu" else
+           int(_task_flag(run.task, "total_env_steps")))
+  if run.runner == PEER_RUNNER:
+    base = [f"--env_id={_task_flag(run.task, 'env_id')}", *run.flags, f"--seed={seed}",
+            f"--num_seeds={seeds}", f"--run_dir={run_dir}", f"--peer={peer}"]
+    if budget == "smoke":
+      return base + PEER_SMOKE
+    return base + [f"--total_env_steps={steps}", "--eval_every=5000", "--eval_episodes=5"]
   base = [f"--flagfile={FLAGS_DIR}/{run.task}.flags", *run.flags,
           f"--seed={seed}", f"--num_seeds={seeds}", f"--run_dir={run_dir}",
           "--log_every_s=60"]
   if budget == "smoke":
     return base + SMOKE
-  steps = CPU_STEPS[run.length] if budget == "cpu" else _task_steps(run.task)
   return base + [f"--total_env_steps={steps}", f"--buffer_size={min(steps, 1_000_000)}",
                  "--eval_every=5000", "--eval_episodes=5",
                  f"--checkpoint_every={max(steps // 10, 5000)}"]
@@ -287,6 +323,14 @@ def analyze(claim: str, arms: Sequence[Arm], data: dict[str, tuple], budget: str
         out["parts"].append(dict(
             part=f"{t}: overlap {stat} agrees with synchronous {stat} within 15%",
             **V.equivalent(over[stat], sync[stat], margin)))
+  elif claim == "parity":
+    for t in dict.fromkeys(a.panel for a in arms):
+      ours, peer = by_label(t, "sac_jax modern"), by_label(t, "stable-baselines-jax")
+      for stat in ("final", "auc") if ours and peer else ():
+        out["parts"].append(dict(
+            part=f"{t}: sac_jax modern {stat} not below stable-baselines-jax {stat} beyond "
+                 "seed noise (effect: peer - sac_jax; margin 15% of the peer's mean)",
+            **not_below(ours[stat], peer[stat], 0.15)))
   elif claim == "seeds":
     sac, ddpg = stats.get("SAC"), stats.get("DDPG")
     if sac and ddpg:
@@ -333,6 +377,22 @@ def analyze(claim: str, arms: Sequence[Arm], data: dict[str, tuple], budget: str
   if budget == "smoke":
     out["note"] = "smoke budget: checks the plumbing only; the verdict means nothing"
   return out
+
+
+def not_below(ours: Sequence[float], peer: Sequence[float], rel_margin: float) -> dict:
+  """Verdict on "ours is not below peer beyond seed noise" (effect = mean(peer) -
+  mean(ours), margin = rel_margin x |mean(peer)|): does not hold if the peer is higher
+  (V.directional(peer, ours) holds: one-sided permutation p < 0.05, however small the gap);
+  else holds if the bootstrap interval's upper end is below the margin (V.within: ours at
+  most that much lower, or higher); else inconclusive at this budget."""
+  margin = rel_margin * abs(float(np.mean(peer)))
+  higher = V.directional(peer, ours)
+  near = V.within(peer, ours, margin)
+  verdict = (V.FAILS if higher["verdict"] == V.HOLDS else
+             V.HOLDS if near["verdict"] == V.HOLDS else V.INCONCLUSIVE)
+  return dict(near, verdict=verdict, peer_higher=higher["verdict"],
+              test=f"peer higher: {higher['test']}; the gap within the margin: "
+                   f"{near['test']}")
 
 
 def _key(a: Arm) -> str:
@@ -435,7 +495,8 @@ def main(argv):
   if F.claim is None:
     raise app.UsageError(f"--claim is required: one of {', '.join(CLAIMS)}")
   try:
-    arms = plan(F.claim, F.tasks)
+    tasks = F.tasks if F["tasks"].present else CLAIM_TASKS.get(F.claim, TASKS)
+    arms = plan(F.claim, tasks)
   except ValueError as e:
     raise app.UsageError(str(e)) from None
   if F.arms:
@@ -452,8 +513,8 @@ def main(argv):
   runs = list(dict.fromkeys(a.run for a in arms))
   commands = []
   for r in runs:
-    cmd = [sys.executable, "-m", "experiments.run",
-           *run_flags(F.budget, r, F.first_seed, seeds, os.path.join(base, r.name))]
+    cmd = [sys.executable, "-m", r.runner, *run_flags(
+        F.budget, r, F.first_seed, seeds, os.path.join(base, r.name), F.peer)]
     commands.append(" ".join(["python"] + cmd[1:]))
     if F.analyze_only:
       continue
@@ -474,6 +535,9 @@ def main(argv):
         "the claim without --analyze_only, or leave those arms out with --arms/--tasks")
   data = {_key(a): read_arm(os.path.join(base, a.run.name)) for a in arms}
   result = analyze(F.claim, arms, data, F.budget)
+  if F.peer == "random" and any(r.runner == PEER_RUNNER for r in runs):
+    result["note"] = (result.get("note", "") + " The stable-baselines-jax arm is the "
+                      "uniform-random stand-in of --peer=random.").strip()
   write_outputs(out_dir, F.claim, arms, data, result, commands)
   print(f"[reproduce {F.claim}] {F.budget} budget: {result['verdict']}; see "
         f"{os.path.join(out_dir, 'table.md')}", flush=True)

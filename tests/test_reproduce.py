@@ -28,8 +28,8 @@ def _check_outputs(out, claim, arms):
   assert result["verdict"] in ("holds", "does not hold", "inconclusive at this budget")
   assert len(result["arms"]) == arms and result["parts"]
   assert all(len(a["final"]) == 2 and a["env_steps"] == 300 for a in result["arms"].values())
-  assert len(result["commands"]) >= 1 and all("experiments.run" in c
-                                              for c in result["commands"])
+  assert len(result["commands"]) >= 1 and all(
+      "experiments.run" in c or "experiments.peer_learning" in c for c in result["commands"])
   rows = list(csv.DictReader(open(out / "returns.csv")))
   assert len(rows) == 2 * arms
   # curves.csv holds every evaluation (3 per seed).
@@ -83,6 +83,83 @@ def test_smoke_budget_of_the_per_task_claims(tmp_path):
   assert "--overlap" in " ".join(result["commands"])
 
 
+def test_smoke_budget_of_the_parity_claim(tmp_path):
+  """sac_jax modern against the peer (here the uniform-random stand-in, no sbx needed), each
+  its own process: experiments.run and experiments.peer_learning; the rerun resumes both."""
+  runs = tmp_path / "runs"
+  args = ("--claim=parity", "--tasks=hopper", "--peer=random", f"--out={tmp_path}/parity")
+  res = _reproduce(runs, *args)
+  assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+  result = _check_outputs(tmp_path / "parity", "parity", 2)
+  assert [p["part"].split(" beyond")[0] for p in result["parts"]] == [
+      "hopper: sac_jax modern final not below stable-baselines-jax final",
+      "hopper: sac_jax modern auc not below stable-baselines-jax auc"]
+  assert "uniform-random stand-in" in result["note"]
+  ours, peer = result["commands"]
+  assert ours.startswith("python -m experiments.run ") and "modern.flags" in ours
+  assert peer.startswith("python -m experiments.peer_learning --env_id=Hopper-v5 ")
+  assert "--peer=random" in peer and "--total_env_steps=300" in peer
+  assert sorted(p.name for p in (runs / "smoke").iterdir()) == [
+      "hopper-modern-short", "hopper-sbx"]
+  again = _reproduce(runs, *args)
+  assert again.returncode == 0 and again.stdout.count("is complete") == 2, again.stdout
+
+
+def _parity(ours_level, ours_noise, peer_level, peer_noise, task="hopper"):
+  """Curves level x ramp + a constant per seed: final = 0.8 level + noise, AUC = 0.6 level
+  + noise."""
+  steps, ramp = np.arange(1, 6) * 5000, np.array([0.2, 0.4, 0.6, 0.8, 1.0])
+  curves = lambda level, noise: {100 + i: level * ramp + e for i, e in enumerate(noise)}
+  return {f"{task}/sac_jax modern": (steps, curves(ours_level, ours_noise)),
+          f"{task}/stable-baselines-jax": (steps, curves(peer_level, peer_noise))}
+
+
+TIGHT = [-2., -1, 0, 1, 2]
+
+
+@pytest.mark.parametrize("ours, peer, verdict", [
+    ((1000, [3., -3, 1, -1, 0]), (1000, TIGHT), "holds"),     # the same returns
+    ((2000, TIGHT), (1000, TIGHT), "holds"),                    # ours far higher
+    ((500, TIGHT), (1000, TIGHT), "does not hold"),             # the peer far higher
+    # The peer higher by 3%, every seed: inside the 15% margin but beyond seed noise.
+    ((970, TIGHT), (1000, TIGHT), "does not hold"),
+    # 10% lower with a wide spread: neither shown below nor shown within 15%.
+    ((900, [-400., -200, 0, 200, 400]), (1000, TIGHT), "inconclusive at this budget"),
+])
+def test_parity_verdicts_on_known_answers(ours, peer, verdict):
+  arms = reproduce.plan("parity", ("hopper",))
+  assert [a.run.runner for a in arms] == ["experiments.run", "experiments.peer_learning"]
+  r = reproduce.analyze("parity", arms, _parity(*ours, *peer), "cpu")
+  assert [p["verdict"] for p in r["parts"]] == [verdict, verdict] and r["verdict"] == verdict
+  final, auc = r["parts"]
+  # effect: peer - ours; the margin: 15% of the peer's mean (final 0.8 and AUC 0.6 level).
+  assert final["effect"] == pytest.approx(0.8 * (peer[0] - ours[0]), abs=1.0)
+  assert auc["effect"] == pytest.approx(0.6 * (peer[0] - ours[0]), abs=1.0)
+  assert final["margin"] == pytest.approx(0.15 * 0.8 * peer[0], abs=0.1)
+  assert auc["margin"] == pytest.approx(0.15 * 0.6 * peer[0], abs=0.1)
+
+
+def test_parity_parts_per_task_and_the_run_commands():
+  data = {**_parity(1000, TIGHT, 1000, [3., -3, 1, -1, 0], "halfcheetah"),
+          **_parity(500, TIGHT, 1000, TIGHT, "hopper")}
+  r = reproduce.analyze("parity", reproduce.plan("parity", ("halfcheetah", "hopper")), data,
+                        "cpu")
+  assert [(p["part"].split(":")[0], p["verdict"]) for p in r["parts"]] == [
+      ("halfcheetah", "holds"), ("halfcheetah", "holds"),
+      ("hopper", "does not hold"), ("hopper", "does not hold")]
+  assert r["verdict"] == "does not hold"
+  ours, peer = (a.run for a in reproduce.plan("parity", ("halfcheetah",)))
+  cpu = reproduce.run_flags("cpu", peer, 100, 5, "/r/halfcheetah-sbx")
+  assert cpu == ["--env_id=HalfCheetah-v5", "--seed=100", "--num_seeds=5",
+                 "--run_dir=/r/halfcheetah-sbx", "--peer=sbx", "--total_env_steps=100000",
+                 "--eval_every=5000", "--eval_episodes=5"]
+  mine = reproduce.run_flags("cpu", ours, 100, 5, "/r/halfcheetah-modern-short")
+  assert "--flagfile=experiments/flags/modern.flags" in mine
+  for flag in ("--total_env_steps=100000", "--eval_every=5000", "--eval_episodes=5",
+               "--seed=100", "--num_seeds=5"):
+    assert flag in mine and flag in cpu
+
+
 def test_arm_statistics_follow_the_metrics(tmp_path):
   """analyze() reads final = mean of the last 3 evaluations per seed, max = best."""
   steps = np.arange(1, 6) * 5000
@@ -106,7 +183,8 @@ def test_arm_statistics_follow_the_metrics(tmp_path):
 
 def test_bad_input_is_one_clear_line(tmp_path):
   res = _reproduce(tmp_path, "--claim=nope")
-  assert res.returncode != 0 and "tasks|sac_vs_ddpg|seeds|hard|grad_steps|components|mixture_gradients|overlap" in res.stderr
+  assert res.returncode != 0 and ("tasks|sac_vs_ddpg|seeds|hard|grad_steps|components|"
+                                  "mixture_gradients|overlap|parity") in res.stderr
   res = _reproduce(tmp_path, "--claim=hard", "--seeds=1")
   assert res.returncode != 0 and "--seeds=1" in res.stderr
   res = _reproduce(tmp_path, "--claim=hard", "--arms=bogus")
@@ -115,6 +193,10 @@ def test_bad_input_is_one_clear_line(tmp_path):
   res = _reproduce(tmp_path, "--claim=hard", "--analyze_only")
   assert res.returncode != 0 and "Traceback" not in res.stderr
   assert "halfcheetah-paper, halfcheetah-hard" in res.stderr, res.stderr
+  # parity's tasks default to HalfCheetah and Hopper (the others' to all four).
+  res = _reproduce(tmp_path, "--claim=parity", "--analyze_only")
+  assert ("halfcheetah-modern-short, halfcheetah-sbx, hopper-modern-short, hopper-sbx"
+          in res.stderr), res.stderr
 
 
 @pytest.mark.parametrize("claim", reproduce.CLAIMS)
