@@ -195,8 +195,8 @@ def test_bad_input_is_one_clear_line(tmp_path):
   assert "halfcheetah-paper, halfcheetah-hard" in res.stderr, res.stderr
   # parity's tasks default to HalfCheetah and Hopper (the others' to all four).
   res = _reproduce(tmp_path, "--claim=parity", "--analyze_only")
-  assert ("halfcheetah-modern-short, halfcheetah-sbx, hopper-modern-short, hopper-sbx"
-          in res.stderr), res.stderr
+  assert ("run(s) halfcheetah-modern-short, halfcheetah-sbx, hopper-modern-short, "
+          "hopper-sbx: run" in res.stderr), res.stderr
 
 
 @pytest.mark.parametrize("claim", reproduce.CLAIMS)
