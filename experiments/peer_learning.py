@@ -86,21 +86,6 @@ def our_start_steps() -> int:
   return int(value)
 
 
-flags.DEFINE_string("env_id", None, "gymnasium env id, e.g. HalfCheetah-v5")
-flags.DEFINE_integer("seed", 0, "first seed: seeds seed .. seed + num_seeds - 1")
-flags.DEFINE_integer("num_seeds", 1, "seeds, trained one after another")
-flags.DEFINE_integer("total_env_steps", 100_000, "env steps per seed")
-flags.DEFINE_integer("eval_every", 5000, "env steps between deterministic evaluations "
-                     "(and one at the end)")
-flags.DEFINE_integer("eval_episodes", 5, "episodes per evaluation")
-flags.DEFINE_integer("learning_starts", None, "uniformly random actions for this many env "
-                     "steps before learning (default: sac_jax's start_steps in "
-                     + " and ".join(os.path.basename(p) for p in OUR_FLAGFILES) + ")")
-flags.DEFINE_enum("peer", "sbx", PEERS, "sbx: stable-baselines-jax's SAC; random: a "
-                  "uniform-random policy that learns nothing (plumbing tests only)")
-flags.DEFINE_string("run_dir", None, "output directory (metrics.csv, run.json)")
-
-
 @dataclasses.dataclass(frozen=True)
 class PeerConfig:
   env_id: str
@@ -312,6 +297,24 @@ def validate(cfg: PeerConfig, run_dir: str | None) -> str | None:
   return None
 
 
+def define_flags() -> None:
+  """The command line's flags: defined when run as a program only, so that importing
+  this module (tests, other entry points) registers no flag that could collide."""
+  flags.DEFINE_string("env_id", None, "gymnasium env id, e.g. HalfCheetah-v5")
+  flags.DEFINE_integer("seed", 0, "first seed: seeds seed .. seed + num_seeds - 1")
+  flags.DEFINE_integer("num_seeds", 1, "seeds, trained one after another")
+  flags.DEFINE_integer("total_env_steps", 100_000, "env steps per seed")
+  flags.DEFINE_integer("eval_every", 5000, "env steps between deterministic evaluations "
+                       "(and one at the end)")
+  flags.DEFINE_integer("eval_episodes", 5, "episodes per evaluation")
+  flags.DEFINE_integer("learning_starts", None, "uniformly random actions for this many env "
+                       "steps before learning (default: sac_jax's start_steps in "
+                       + " and ".join(os.path.basename(p) for p in OUR_FLAGFILES) + ")")
+  flags.DEFINE_enum("peer", "sbx", PEERS, "sbx: stable-baselines-jax's SAC; random: a "
+                    "uniform-random policy that learns nothing (plumbing tests only)")
+  flags.DEFINE_string("run_dir", None, "output directory (metrics.csv, run.json)")
+
+
 def main(argv):
   if len(argv) > 1:
     raise cli.UsageError(f"unexpected argument(s) {argv[1:]}")
@@ -351,4 +354,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)
