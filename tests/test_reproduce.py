@@ -100,7 +100,7 @@ def test_smoke_budget_of_the_parity_claim(tmp_path):
   assert peer.startswith("python -m experiments.peer_learning --env_id=Hopper-v5 ")
   assert "--peer=random" in peer and "--total_env_steps=300" in peer
   assert sorted(p.name for p in (runs / "smoke").iterdir()) == [
-      "hopper-modern-short", "hopper-sbx"]
+      "hopper-modern", "hopper-sbx"]
   again = _reproduce(runs, *args)
   assert again.returncode == 0 and again.stdout.count("is complete") == 2, again.stdout
 
@@ -153,10 +153,13 @@ def test_parity_parts_per_task_and_the_run_commands():
   assert cpu == ["--env_id=HalfCheetah-v5", "--seed=100", "--num_seeds=5",
                  "--run_dir=/r/halfcheetah-sbx", "--peer=sbx", "--total_env_steps=100000",
                  "--eval_every=5000", "--eval_episodes=5"]
-  mine = reproduce.run_flags("cpu", ours, 100, 5, "/r/halfcheetah-modern-short")
+  # Ours is the tasks claim's modern run (300k), compared with the peer at 100k.
+  assert ours == next(a.run for a in reproduce.plan("tasks", ("halfcheetah",))
+                      if a.label == "modern")
+  mine = reproduce.run_flags("cpu", ours, 100, 5, "/r/halfcheetah-modern")
   assert "--flagfile=experiments/flags/modern.flags" in mine
-  for flag in ("--total_env_steps=100000", "--eval_every=5000", "--eval_episodes=5",
-               "--seed=100", "--num_seeds=5"):
+  assert "--total_env_steps=300000" in mine
+  for flag in ("--eval_every=5000", "--eval_episodes=5", "--seed=100", "--num_seeds=5"):
     assert flag in mine and flag in cpu
 
 
@@ -195,7 +198,7 @@ def test_bad_input_is_one_clear_line(tmp_path):
   assert "halfcheetah-paper, halfcheetah-hard" in res.stderr, res.stderr
   # parity's tasks default to HalfCheetah and Hopper (the others' to all four).
   res = _reproduce(tmp_path, "--claim=parity", "--analyze_only")
-  assert ("run(s) halfcheetah-modern-short, halfcheetah-sbx, hopper-modern-short, "
+  assert ("run(s) halfcheetah-modern, halfcheetah-sbx, hopper-modern, "
           "hopper-sbx: run" in res.stderr), res.stderr
 
 
