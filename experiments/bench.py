@@ -235,10 +235,9 @@ def run_peer_case(env_id: str, warmup: int, measure: int) -> dict:
       return True
 
   env = gym.make(env_id)
-  model = SAC("MlpPolicy", env, learning_starts=warmup, batch_size=256, buffer_size=
-              warmup + measure, train_freq=1, gradient_steps=1, tau=0.005, gamma=0.99,
-              learning_rate=3e-4, ent_coef="auto", policy_kwargs=dict(net_arch=[256, 256]),
-              seed=0, verbose=0)
+  from experiments.peer_learning import SBX_SETTINGS
+  model = SAC("MlpPolicy", env, learning_starts=warmup, buffer_size=warmup + measure,
+              seed=0, verbose=0, **SBX_SETTINGS)
   timer = Timer()
   model.learn(total_timesteps=warmup + measure, callback=timer)
   sec = time.perf_counter() - timer.t0

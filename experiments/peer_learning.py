@@ -3,8 +3,8 @@ r"""Learning curves of stable-baselines-jax's SAC (sbx) under sac_jax's evaluati
     python -m experiments.peer_learning --env_id=HalfCheetah-v5 --seed=100 --num_seeds=5 \
         --total_env_steps=100000 --eval_every=5000 --eval_episodes=5 --run_dir=DIR
 
-The peer of `experiments/flags/modern.flags` (SAC 2018b), constructed as in
-experiments/bench.py's `run_peer_case`: MlpPolicy, net_arch [256, 256], batch 256, tau 0.005,
+The peer of `experiments/flags/modern.flags` (SAC 2018b), with SBX_SETTINGS (shared with
+experiments/bench.py's speed race): MlpPolicy, net_arch [256, 256], batch 256, tau 0.005,
 gamma 0.99, lr 3e-4, ent_coef "auto" (start 1.0, target entropy -act_dim), train_freq 1,
 gradient_steps 1, a replay buffer of total_env_steps, and learning_starts = our start_steps
 (read from paper.flags and modern.flags: 1000). The training env is gymnasium's env with
@@ -116,12 +116,17 @@ class Model(Protocol):
               ) -> tuple[np.ndarray, Any]: ...
 
 
+# sbx.SAC's settings at modern.flags' values: the peer of the speed race (experiments/bench.py)
+# and of the learning comparison; learning_starts and buffer_size are set per use.
+SBX_SETTINGS = dict(batch_size=BATCH_SIZE, train_freq=1, gradient_steps=1, tau=0.005,
+                    gamma=0.99, learning_rate=3e-4, ent_coef="auto",
+                    policy_kwargs=dict(net_arch=[256, 256]))
+
+
 def sbx_kwargs(cfg: PeerConfig) -> dict:
-  """sbx.SAC's settings: run_peer_case's (experiments/bench.py), our start_steps."""
-  return dict(learning_starts=cfg.learning_starts, batch_size=BATCH_SIZE,
-              buffer_size=cfg.total_env_steps, train_freq=1, gradient_steps=1, tau=0.005,
-              gamma=0.99, learning_rate=3e-4, ent_coef="auto",
-              policy_kwargs=dict(net_arch=[256, 256]))
+  """sbx.SAC's settings: SBX_SETTINGS, our start_steps, a buffer of the whole run."""
+  return dict(SBX_SETTINGS, learning_starts=cfg.learning_starts,
+              buffer_size=cfg.total_env_steps)
 
 
 def sbx_factory(cfg: PeerConfig) -> Callable[[int], Model]:
