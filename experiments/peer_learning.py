@@ -24,11 +24,17 @@ member (seed - first seed), seed, eval_return (mean over episodes), eval_return_
 eval_episodes, sps (training env steps per second since the last evaluation) and wall_time
 (seconds since that seed started)), and run.json (the peer's versions and the settings).
 
-Resumable at seed granularity: rerunning the same command skips the seeds whose rows in
-metrics.csv are complete (one per evaluation, the last at total_env_steps), drops the rows of
-an incomplete seed (a killed run's) and trains that seed again from scratch; mid-seed
-checkpoints of the peer are not kept. A run_dir whose run.json holds other settings is
-refused.
+Kill-safe, resumable at evaluation granularity: after every evaluation the seed's model
+(the peer's whole learning state: networks, optimizer moments, temperature, replay buffer,
+RNG keys and step counters; not the training env) is written atomically to
+run_dir/checkpoints/seed_<s>.pkl. Rerunning the same command skips the seeds whose rows in
+metrics.csv are complete (one per evaluation, the last at total_env_steps; their checkpoints
+are removed), and resumes an incomplete seed from its checkpoint: its rows up to the
+checkpoint's env step are kept, later ones dropped, the evaluation counter restored (the
+next evaluation sees the start states an uninterrupted run's would), and a fresh training env
+begins a new episode (seeded by the seed and the env step: the interrupted episode is not
+restored, the one difference from an uninterrupted run). An incomplete seed without a usable
+checkpoint restarts from scratch. Checkpoints are pickles: load only your own.
 
 `--peer=random` swaps sbx for a uniform-random policy that learns nothing: it checks the
 plumbing (tests, reproduce's smoke budget) without sbx installed; its returns mean nothing.
@@ -44,8 +50,9 @@ import dataclasses
 import importlib.util
 import json
 import os
+import pickle
 import time
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, NamedTuple, Protocol, Sequence
 
 from absl import flags
 
@@ -129,15 +136,58 @@ def sbx_kwargs(cfg: PeerConfig) -> dict:
               buffer_size=cfg.total_env_steps)
 
 
-def sbx_factory(cfg: PeerConfig) -> Callable[[int], Model]:
+def pickle_state(model: Model) -> bytes:
+  """A model's whole state as bytes (the default Peer.save: plain picklable models)."""
+  return pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unpickle_state(state: bytes, seed: int, env_step: int) -> Model:
+  """The default Peer.load: the model `pickle_state` wrote."""
+  return pickle.loads(state)
+
+
+class Peer(NamedTuple):
+  """How `train` builds, saves and restores a peer's model.
+
+  make(seed): a fresh model; save(model): its learning state as bytes (the training env
+  excluded); load(state, seed, env_step): the model again, with a fresh training env where it
+  has one (seeded from seed and env_step).
+  """
+  make: Callable[[int], Model]
+  save: Callable[[Model], bytes] = pickle_state
+  load: Callable[[bytes, int, int], Model] = unpickle_state
+
+
+def resume_env_seed(seed: int, env_step: int) -> int:
+  """The seed of the training env a resumed model starts (a new episode) with."""
+  return seed * 1_000_003 + env_step
+
+
+def sbx_peer(cfg: PeerConfig) -> Peer:
+  import cloudpickle   # a dependency of stable-baselines3: sbx's jitted closures pickle
   import gymnasium as gym
   from sbx import SAC
 
-  def make(seed: int) -> Model:
+  def make_env():
     # sac_jax's training env: actions rescaled to [-1, 1] (sac_jax.envs).
-    env = gym.wrappers.RescaleAction(gym.make(cfg.env_id), -1.0, 1.0)
-    return SAC("MlpPolicy", env, seed=seed, verbose=0, **sbx_kwargs(cfg))
-  return make
+    return gym.wrappers.RescaleAction(gym.make(cfg.env_id), -1.0, 1.0)
+
+  def make(seed: int) -> Model:
+    return SAC("MlpPolicy", make_env(), seed=seed, verbose=0, **sbx_kwargs(cfg))
+
+  def save(model) -> bytes:
+    env, model.env = model.env, None   # the env's MuJoCo state does not pickle; not kept
+    try:
+      return cloudpickle.dumps(model)
+    finally:
+      model.env = env
+
+  def load(state: bytes, seed: int, env_step: int) -> Model:
+    model = cloudpickle.loads(state)
+    model.set_env(make_env())          # drops the last observation: learn() resets the env
+    model.env.seed(resume_env_seed(seed, env_step))
+    return model
+  return Peer(make, save, load)
 
 
 class RandomPeer:
@@ -155,10 +205,10 @@ class RandomPeer:
     return self.rng.uniform(-1.0, 1.0, shape).astype(np.float32), None
 
 
-def random_factory(cfg: PeerConfig) -> Callable[[int], Model]:
+def random_peer(cfg: PeerConfig) -> Peer:
   from sac_jax import envs
   act_dim = envs.env_dims(cfg.env_id)[1]
-  return lambda seed: RandomPeer(act_dim, seed)
+  return Peer(lambda seed: RandomPeer(act_dim, seed))
 
 
 def peer_versions(peer: str) -> dict:
@@ -206,47 +256,107 @@ def complete_seeds(rows: Sequence[dict], cfg: PeerConfig) -> set[int]:
   return {s for s in cfg.seeds() if steps.get(s) == want}
 
 
-def train(make_model: Callable[[int], Model], cfg: PeerConfig, run_dir: str,
+def checkpoint_path(run_dir: str, seed: int) -> str:
+  return os.path.join(run_dir, "checkpoints", f"seed_{seed}.pkl")
+
+
+def write_checkpoint(run_dir: str, seed: int, ckpt: dict) -> None:
+  """Atomically (a crash leaves the previous checkpoint or the new one, never half)."""
+  path = checkpoint_path(run_dir, seed)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + ".tmp", "wb") as f:
+    pickle.dump(ckpt, f, protocol=pickle.HIGHEST_PROTOCOL)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(path + ".tmp", path)
+
+
+def read_checkpoint(run_dir: str, seed: int, cfg: PeerConfig,
+                    steps_done: Sequence[int]) -> dict | None:
+  """The seed's checkpoint if it can resume a run: the seed's, at one of the evaluation
+  steps, with the evaluation rows up to it all in metrics.csv (`steps_done`, in order)."""
+  path = checkpoint_path(run_dir, seed)
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path, "rb") as f:
+      ckpt = pickle.load(f)
+  except Exception:   # a truncated or foreign file: the seed restarts from scratch
+    return None
+  want = cfg.eval_steps()
+  if (not isinstance(ckpt, dict) or ckpt.get("seed") != seed
+      or ckpt.get("env_step") not in want):
+    return None
+  k = want.index(ckpt["env_step"]) + 1
+  if ckpt.get("evals") != k or list(steps_done[:k]) != want[:k]:
+    return None
+  return ckpt
+
+
+def train(peer: Peer, cfg: PeerConfig, run_dir: str,
           log: Callable[[str], None] = print) -> list[int]:
-  """Trains and evaluates every seed not complete in run_dir/metrics.csv (rows of
-  incomplete seeds are dropped first); returns the seeds trained."""
+  """Trains and evaluates every seed not complete in run_dir/metrics.csv: an incomplete
+  seed resumes from its checkpoint (its rows after the checkpoint's env step dropped), or
+  restarts from scratch without one (its rows dropped); returns the seeds trained."""
   from sac_jax import envs
   os.makedirs(run_dir, exist_ok=True)
   path = os.path.join(run_dir, "metrics.csv")
   rows = read_rows(path)
   done = complete_seeds(rows, cfg)
-  kept = [r for r in rows if int(r["seed"]) in done]
-  if len(kept) != len(rows):
-    dropped = sorted({int(r["seed"]) for r in rows} - done)
-    log(f"[peer {cfg.peer}] dropping the rows of incomplete seed(s) "
-        f"{', '.join(map(str, dropped))}: they restart from scratch")
-    write_rows(path, kept)
+  for s in done:   # a complete seed's checkpoint is never read again
+    if os.path.exists(checkpoint_path(run_dir, s)):
+      os.remove(checkpoint_path(run_dir, s))
   todo = [s for s in cfg.seeds() if s not in done]
+  resume: dict[int, dict] = {}
+  for s in todo:
+    steps_done = [int(r["env_step"]) for r in rows if int(r["seed"]) == s]
+    ckpt = read_checkpoint(run_dir, s, cfg, steps_done)
+    if ckpt is not None:
+      resume[s] = ckpt
+      log(f"[peer {cfg.peer}] seed {s} resumes from its checkpoint at env step "
+          f"{ckpt['env_step']}")
+    elif steps_done:
+      log(f"[peer {cfg.peer}] seed {s} is incomplete and has no usable checkpoint: it "
+          f"restarts from scratch")
+  kept = [r for r in rows if int(r["seed"]) in done or (
+      int(r["seed"]) in resume and int(r["env_step"]) <= resume[int(r["seed"])]["env_step"])]
+  if len(kept) != len(rows):
+    write_rows(path, kept)
   n = cfg.eval_episodes
   for s in todo:
     member = s - cfg.seed
-    model = make_model(s)
-    eval_envs = envs.EvalEnvs(cfg.env_id, [s], n)
+    ckpt = resume.get(s)
+    if ckpt is None:
+      model, trained, evals, wall0 = peer.make(s), 0, 0, 0.0
+    else:
+      model = peer.load(ckpt["state"], s, ckpt["env_step"])
+      trained, evals, wall0 = ckpt["env_step"], ckpt["evals"], ckpt["wall_time"]
+    eval_envs = envs.EvalEnvs(cfg.env_id, [s], n, calls=evals)
 
     def policy(obs, model=model):   # [1, n, obs_dim] -> [1, n, act_dim]
       action, _ = model.predict(obs.reshape(n, -1), deterministic=True)
       return np.asarray(action, np.float32).reshape(1, n, -1)
 
-    t0 = time.perf_counter()
-    trained = 0
+    t0 = time.perf_counter() - wall0
     try:
       for step in cfg.eval_steps():
+        if step <= trained:
+          continue
         t = time.perf_counter()
         model.learn(total_timesteps=step - trained, reset_num_timesteps=False)
         train_s = time.perf_counter() - t
         sps = (step - trained) / max(train_s, 1e-9)
         trained = step
         r = eval_envs.run(policy)[0]
+        wall = round(time.perf_counter() - t0, 2)
         append_row(path, dict(
             env_step=step, member=member, seed=s, eval_return=float(r.mean()),
             eval_return_std=float(r.std()), eval_return_min=float(r.min()),
             eval_return_max=float(r.max()), eval_episodes=len(r), sps=round(sps, 2),
-            wall_time=round(time.perf_counter() - t0, 2)))
+            wall_time=wall))
+        if step < cfg.total_env_steps:   # the row first: a checkpoint never runs ahead
+          write_checkpoint(run_dir, s, dict(seed=s, env_step=step, evals=eval_envs.calls,
+                                            wall_time=wall, state=peer.save(model)))
         log(f"[peer {cfg.peer} {cfg.env_id}] seed {s} ({member + 1}/{cfg.num_seeds}) "
             f"env step {step}/{cfg.total_env_steps}: eval return {r.mean():.1f} "
             f"(sd {r.std():.1f}, {len(r)} episodes), {sps:.0f} steps/s")
@@ -255,6 +365,8 @@ def train(make_model: Callable[[int], Model], cfg: PeerConfig, run_dir: str,
       env = getattr(model, "env", None)
       if env is not None:
         env.close()
+    if os.path.exists(checkpoint_path(run_dir, s)):
+      os.remove(checkpoint_path(run_dir, s))
   return todo
 
 
@@ -348,11 +460,11 @@ def main(argv):
     print(f"[peer {cfg.peer} {cfg.env_id}] run in {run_dir} is complete ({cfg.num_seeds} "
           f"seeds x {cfg.total_env_steps} env steps); nothing to do", flush=True)
     return 0
-  make = sbx_factory(cfg) if cfg.peer == "sbx" else random_factory(cfg)
+  peer = sbx_peer(cfg) if cfg.peer == "sbx" else random_peer(cfg)
   print(f"[peer {cfg.peer} {cfg.env_id}] {len(done)} of {cfg.num_seeds} seeds complete; "
         f"training the others ({cfg.total_env_steps} env steps each) in {run_dir}",
         flush=True)
-  train(make, cfg, run_dir, log=lambda m: print(m, flush=True))
+  train(peer, cfg, run_dir, log=lambda m: print(m, flush=True))
   print(f"[peer {cfg.peer} {cfg.env_id}] done: {os.path.join(run_dir, 'metrics.csv')}",
         flush=True)
   return 0

@@ -5,6 +5,7 @@ import csv
 import dataclasses
 import json
 import os
+import pickle
 import subprocess
 import sys
 
@@ -54,7 +55,7 @@ def _rows(run_dir):
 
 def test_rows_and_the_evaluation_protocol(tmp_path):
   models = {}
-  trained = P.train(_factory(models), CFG, str(tmp_path), log=lambda m: None)
+  trained = P.train(P.Peer(_factory(models)), CFG, str(tmp_path), log=lambda m: None)
   assert trained == [100, 101] and sorted(models) == [100, 101]
   rows = _rows(tmp_path)
   # One row per seed and evaluation: every 10 steps and at the end (25 is no multiple).
@@ -91,27 +92,127 @@ def test_rows_and_the_evaluation_protocol(tmp_path):
     assert r[0] == pytest.approx(np.mean(ret), rel=1e-6)
 
 
-def test_resume_skips_complete_seeds_and_restarts_an_incomplete_one(tmp_path):
+def test_resume_skips_complete_seeds_and_resumes_an_incomplete_one(tmp_path):
   cfg = dataclasses.replace(CFG, num_seeds=3)
   models = {}
-  # Seed 101 is killed during its third chunk of training: 2 of its 3 rows are written.
+  # Seed 101 is killed during its third chunk of training: 2 of its 3 rows are written,
+  # and its checkpoint after the second evaluation.
   with pytest.raises(RuntimeError, match="killed"):
-    P.train(_factory(models, fail={101: 2}), cfg, str(tmp_path), log=lambda m: None)
+    P.train(P.Peer(_factory(models, fail={101: 2})), cfg, str(tmp_path), log=lambda m: None)
   first = _rows(tmp_path)
   assert [(int(r["seed"]), int(r["env_step"])) for r in first] == [
       (100, 10), (100, 20), (100, 25), (101, 10), (101, 20)]
   assert P.complete_seeds(first, cfg) == {100}
-  models, logs = {}, []
-  assert P.train(_factory(models), cfg, str(tmp_path), log=logs.append) == [101, 102]
-  assert sorted(models) == [101, 102]   # seed 100 is not trained again
-  assert any("incomplete seed(s) 101" in m for m in logs)
+  assert not os.path.exists(P.checkpoint_path(str(tmp_path), 100))  # complete: removed
+  assert os.path.exists(P.checkpoint_path(str(tmp_path), 101))
+  models, loaded, logs = {}, [], []
+
+  def load(state, seed, env_step):
+    m = pickle.loads(state)
+    m.fail_at = None
+    loaded.append((seed, env_step, list(m.learned)))
+    return m
+  peer = P.Peer(_factory(models), load=load)
+  assert P.train(peer, cfg, str(tmp_path), log=logs.append) == [101, 102]
+  # Seed 100 is not trained again; 101 is restored (its two chunks of training kept), not
+  # made afresh; 102 starts from scratch.
+  assert sorted(models) == [102]
+  assert loaded == [(101, 20, [(10, False), (10, False)])]
+  assert any("seed 101 resumes from its checkpoint at env step 20" in m for m in logs)
   rows = _rows(tmp_path)
-  assert rows[:3] == first[:3]          # seed 100's rows as they were
-  assert [(int(r["seed"]), int(r["env_step"])) for r in rows[3:]] == [
-      (s, t) for s in (101, 102) for t in (10, 20, 25)]
+  assert rows[:5] == first              # the rows before the kill as they were
+  assert [(int(r["seed"]), int(r["env_step"])) for r in rows[5:]] == [
+      (101, 25), (102, 10), (102, 20), (102, 25)]
+  assert float(rows[4]["wall_time"]) <= float(rows[5]["wall_time"])  # the clock continues
+  assert not os.listdir(tmp_path / "checkpoints")   # every seed complete: none kept
   # Everything complete: nothing trains.
-  assert P.train(_factory({}), cfg, str(tmp_path), log=lambda m: None) == []
+  assert P.train(P.Peer(_factory({})), cfg, str(tmp_path), log=lambda m: None) == []
   assert _rows(tmp_path) == rows
+
+
+class FlakyRandom(P.RandomPeer):
+  """The random peer, killed at its fail_at-th learn call."""
+
+  def __init__(self, act_dim, seed, fail_at=None):
+    super().__init__(act_dim, seed)
+    self.fail_at, self.calls = fail_at, 0
+
+  def learn(self, total_timesteps, reset_num_timesteps=True):
+    self.calls += 1
+    if self.calls == self.fail_at:
+      raise RuntimeError("killed")
+    return self
+
+
+def _flaky_peer(fail):
+  def load(state, seed, env_step):
+    m = pickle.loads(state)
+    m.fail_at = None
+    return m
+  return P.Peer(lambda seed: FlakyRandom(1, seed, fail.get(seed)), load=load)
+
+
+def _returns(run_dir):
+  return [(int(r["seed"]), int(r["env_step"]), float(r["eval_return"]))
+          for r in _rows(run_dir)]
+
+
+@pytest.mark.parametrize("kill", ["in_learn", "between_row_and_checkpoint",
+                                  "corrupt_checkpoint"])
+def test_a_killed_seed_resumes_to_the_uninterrupted_curve(tmp_path, monkeypatch, kill):
+  """The random peer draws its actions from its RNG (in the checkpoint) on evaluation envs
+  whose start states follow the evaluation counter (restored): a run killed and resumed
+  writes exactly the returns of one never killed, wherever the kill lands."""
+  cfg = dataclasses.replace(CFG, num_seeds=2, total_env_steps=35, eval_episodes=2)
+  ref = tmp_path / "ref"
+  P.train(_flaky_peer({}), cfg, str(ref), log=lambda m: None)
+  run = tmp_path / "run"
+  if kill == "between_row_and_checkpoint":
+    # The third evaluation's row is written, its checkpoint is not.
+    real, calls = P.write_checkpoint, []
+
+    def dies(run_dir, seed, ckpt):
+      calls.append(seed)
+      if seed == 101 and calls.count(101) == 3:
+        raise RuntimeError("killed")
+      real(run_dir, seed, ckpt)
+    monkeypatch.setattr(P, "write_checkpoint", dies)
+    with pytest.raises(RuntimeError, match="killed"):
+      P.train(_flaky_peer({}), cfg, str(run), log=lambda m: None)
+    monkeypatch.setattr(P, "write_checkpoint", real)
+    assert [t for s, t, _ in _returns(run) if s == 101] == [10, 20, 30]
+    want_log = "seed 101 resumes from its checkpoint at env step 20"
+  else:
+    with pytest.raises(RuntimeError, match="killed"):
+      P.train(_flaky_peer({101: 3}), cfg, str(run), log=lambda m: None)
+    assert [t for s, t, _ in _returns(run) if s == 101] == [10, 20]
+    want_log = "seed 101 resumes from its checkpoint at env step 20"
+    if kill == "corrupt_checkpoint":
+      path = P.checkpoint_path(str(run), 101)
+      with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+      want_log = "seed 101 is incomplete and has no usable checkpoint"
+  logs = []
+  assert P.train(_flaky_peer({}), cfg, str(run), log=logs.append) == [101]
+  assert any(want_log in m for m in logs), logs
+  assert _returns(run) == _returns(ref)
+  assert not os.listdir(run / "checkpoints")
+
+
+def test_a_checkpoint_that_does_not_fit_the_rows_is_not_used(tmp_path):
+  cfg = dataclasses.replace(CFG, num_seeds=1)
+  with pytest.raises(RuntimeError, match="killed"):
+    P.train(_flaky_peer({100: 3}), cfg, str(tmp_path), log=lambda m: None)
+  ckpt = P.read_checkpoint(str(tmp_path), 100, cfg, [10, 20])
+  assert ckpt is not None and ckpt["env_step"] == 20 and ckpt["evals"] == 2
+  # Rows missing before the checkpoint's step, another seed's file, a step off the grid.
+  assert P.read_checkpoint(str(tmp_path), 100, cfg, [10]) is None
+  assert P.read_checkpoint(str(tmp_path), 100, cfg, [20, 10]) is None
+  assert P.read_checkpoint(str(tmp_path), 100, dataclasses.replace(cfg, eval_every=7),
+                           [7, 14]) is None
+  os.replace(P.checkpoint_path(str(tmp_path), 100), P.checkpoint_path(str(tmp_path), 101))
+  assert P.read_checkpoint(str(tmp_path), 101, dataclasses.replace(cfg, seed=101),
+                           [10, 20]) is None
 
 
 def test_learning_starts_defaults_to_our_start_steps():
