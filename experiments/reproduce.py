@@ -2,6 +2,7 @@ r"""Rerun a claim of the SAC paper from one command: runs, a figure, a table and
 
     python -m experiments.reproduce --claim=hard --budget=cpu
     python -m experiments.reproduce --claim=grad_steps --budget=smoke --out=/tmp/g
+    python -m experiments.reproduce --status --budget=cpu   # where every claim's runs stand
 
 Claims (paper section 5; the task flagfiles carry the reward scales calibrated on v5):
 
@@ -127,6 +128,8 @@ flags.DEFINE_list("tasks", list(TASKS), "tasks of the per-task claims (default a
                   "parity: " + ", ".join(CLAIM_TASKS["parity"]) + ")")
 flags.DEFINE_list("arms", None, "only these arms (default all), e.g. --arms=paper")
 flags.DEFINE_bool("analyze_only", False, "do not run anything: analyze the runs there are")
+flags.DEFINE_bool("status", False, "do not run or analyze anything: say where each run of "
+                  "the claim stands (all claims' runs without --claim)")
 flags.DEFINE_enum("peer", "sbx", ("sbx", "random"), "the parity claim's peer: sbx "
                   "(stable-baselines-jax), or random: a uniform-random policy that checks the "
                   "plumbing without sbx (tests only; its verdicts mean nothing)")
@@ -214,11 +217,20 @@ def _task_flag(task: str, name: str) -> str:
   raise ValueError(f"{task}.flags sets no --{name}")
 
 
+def target_steps(budget: str, run: Run) -> int:
+  """The env steps a run trains per seed at a budget."""
+  if budget == "smoke":
+    smoke = PEER_SMOKE if run.runner == PEER_RUNNER else SMOKE
+    return int(next(f for f in smoke if f.startswith("--total_env_steps=")).split("=")[1])
+  if budget == "cpu":
+    return CPU_STEPS[run.length]
+  return int(_task_flag(run.task, "total_env_steps"))
+
+
 def run_flags(budget: str, run: Run, seed: int, seeds: int, run_dir: str,
               peer: str = "sbx") -> list[str]:
   """The full command line of one run (after `python -m <run.runner>`)."""
-  steps = (None if budget == "smoke" else CPU_STEPS[run.length] if budget == "cpu" else
-           int(_task_flag(run.task, "total_env_steps")))
+  steps = target_steps(budget, run)
   if run.runner == PEER_RUNNER:
     base = [f"--env_id={_task_flag(run.task, 'env_id')}", *run.flags, f"--seed={seed}",
             f"--num_seeds={seeds}", f"--run_dir={run_dir}", f"--peer={peer}"]
@@ -491,15 +503,74 @@ def plot(path: str, claim: str, arms: Sequence[Arm], data: dict, result: dict) -
   plt.close(fig)
 
 
+def run_status(run: Run, run_dir: str, budget: str, first_seed: int, seeds: int) -> dict:
+  """Where a run stands, from its run directory: state "not started", "under way" or
+  "complete"; per seed the last evaluated env step; the checkpoint a rerun resumes from."""
+  want = list(range(first_seed, first_seed + seeds))
+  target = target_steps(budget, run)
+  reached = {s: 0 for s in want}
+  path = os.path.join(run_dir, "metrics.csv")
+  if os.path.exists(path):
+    with open(path, newline="") as f:
+      for row in csv.DictReader(f):
+        s = int(row["seed"])
+        if s in reached:
+          reached[s] = max(reached[s], int(row["env_step"]))
+  complete = [s for s in want if reached[s] >= target]
+  state = ("complete" if len(complete) == len(want) else
+           "partial" if complete and all(reached[s] in (0, target) for s in want) and
+           run.runner != PEER_RUNNER else
+           "under way" if any(reached.values()) or os.path.exists(run_dir) else "not started")
+  ckpt_dir = os.path.join(run_dir, "checkpoints")
+  names = os.listdir(ckpt_dir) if os.path.isdir(ckpt_dir) else []
+  if run.runner == PEER_RUNNER:   # seed_<s>.pkl after every evaluation of a partial seed
+    resume = {int(n[5:-4]): reached.get(int(n[5:-4]), 0) for n in names
+              if n.startswith("seed_") and n.endswith(".pkl") and n[5:-4].isdigit()}
+  else:                           # orbax steps: one directory per checkpointed env step
+    steps = [int(n) for n in names if n.isdigit()]
+    resume = {"all": max(steps)} if steps else {}
+  return dict(run=run.name, state=state, target=target, reached=reached,
+              complete=complete, resume=resume, runner=run.runner)
+
+
+def format_status(st: dict) -> str:
+  n, target = len(st["reached"]), st["target"]
+  line = f"{st['run']:<28} {st['state']:<11}"
+  if st["state"] == "not started":
+    return line + f" 0 / {target:,} env steps ({n} seeds)"
+  if st["runner"] == PEER_RUNNER:   # seeds train one after another
+    partial = {s: t for s, t in st["reached"].items() if 0 < t < target}
+    line += f" {len(st['complete'])} / {n} seeds complete ({target:,} env steps each)"
+    for s, t in sorted(partial.items()):
+      how = ("resumes there" if s in st["resume"] else "no checkpoint: restarts")
+      line += f"; seed {s} at {t:,} ({how})"
+    return line
+  present = {s: t for s, t in st["reached"].items() if t > 0}
+  absent = sorted(set(st["reached"]) - set(present))
+  if present and absent:   # trained with fewer seeds than asked: a rerun would be refused
+    low = min(present.values())
+    return line + (f" {low:,} / {target:,} env steps for seeds "
+                   f"{', '.join(map(str, sorted(present)))}; seeds "
+                   f"{', '.join(map(str, absent))} are not in this run (it has "
+                   f"{len(present)} seeds: use --seeds={len(present)} for it)")
+  low = min(st["reached"].values())
+  line += f" {low:,} / {target:,} env steps ({n} seeds)"
+  if st["state"] == "under way":
+    line += (f"; resumes from the checkpoint at {st['resume']['all']:,}" if st["resume"]
+             else "; no checkpoint: restarts")
+  return line
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected argument(s) {argv[1:]}")
   F = flags.FLAGS
-  if F.claim is None:
+  if F.claim is None and not F.status:
     raise app.UsageError(f"--claim is required: one of {', '.join(CLAIMS)}")
+  claims = [F.claim] if F.claim else list(CLAIMS)
   try:
-    tasks = F.tasks if F["tasks"].present else CLAIM_TASKS.get(F.claim, TASKS)
-    arms = plan(F.claim, tasks)
+    arms = [a for c in claims for a in plan(c, F.tasks if F["tasks"].present
+                                             else CLAIM_TASKS.get(c, TASKS))]
   except ValueError as e:
     raise app.UsageError(str(e)) from None
   if F.arms:
@@ -512,8 +583,15 @@ def main(argv):
   if seeds < 2:
     raise app.UsageError(f"--seeds={seeds}: a verdict needs 2 or more seeds per arm")
   base = os.path.abspath(os.path.join(F.runs_dir, F.budget))
-  out_dir = F.out or os.path.join(base, "claims", F.claim)
+  out_dir = F.out or os.path.join(base, "claims", F.claim or "")
   runs = list(dict.fromkeys(a.run for a in arms))
+  if F.status:
+    print(f"[reproduce {F.claim or 'all claims'}] {F.budget} budget, runs in {base}:")
+    for r in runs:
+      print("  " + format_status(run_status(r, os.path.join(base, r.name), F.budget,
+                                            F.first_seed, seeds)))
+    print("A rerun of the claim's command (without --status) resumes every run under way.")
+    return 0
   commands = []
   for r in runs:
     cmd = [sys.executable, "-m", r.runner, *run_flags(

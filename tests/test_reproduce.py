@@ -227,3 +227,63 @@ def test_a_subset_of_arms_gets_the_parts_it_can(claim):
   parts = [p["part"] for p in reproduce.analyze(claim, arms[:-1], data, "cpu")["parts"]]
   assert [p for p in full if p in parts] == parts, (claim, parts)
   assert claim == "tasks" or parts != full   # tasks' modern arm is in no part
+
+
+def _metrics(run_dir, rows):
+  os.makedirs(run_dir, exist_ok=True)
+  with open(os.path.join(run_dir, "metrics.csv"), "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["env_step", "member", "seed", "eval_return"])
+    for seed, step in rows:
+      w.writerow([step, seed - 100, seed, 1.0])
+
+
+def test_status_says_where_each_run_stands(tmp_path):
+  """--status reads the run directories (smoke budget: 300 env steps, 2 seeds): complete,
+  under way with the checkpoint a rerun resumes from, trained with fewer seeds, not
+  started; the peer's seeds one after another, each with or without its checkpoint."""
+  base = tmp_path / "smoke"
+  hard = reproduce.plan("hard")
+  soft_run, hard_run = hard[0].run, hard[1].run
+  _metrics(base / soft_run.name, [(s, t) for s in (100, 101) for t in (100, 200, 300)])
+  _metrics(base / hard_run.name, [(s, t) for s in (100, 101) for t in (100, 200)]
+           + [(100, 300), (100, 100)])   # the last evaluated step counts, not the last row
+  for step in ("100", "200"):
+    os.makedirs(base / hard_run.name / "checkpoints" / step)
+  st = reproduce.run_status(hard_run, str(base / hard_run.name), "smoke", 100, 2)
+  assert st["state"] == "under way" and st["reached"] == {100: 300, 101: 200}
+  assert reproduce.format_status(st).split()[1:] == (
+      "under way 200 / 300 env steps (2 seeds); resumes from the checkpoint at 200".split())
+  st = reproduce.run_status(soft_run, str(base / soft_run.name), "smoke", 100, 2)
+  assert st["state"] == "complete" and st["complete"] == [100, 101]
+  # Trained with 1 seed where the claim asks 2.
+  k1 = reproduce.Run("halfcheetah-K1", "halfcheetah")
+  _metrics(base / k1.name, [(100, t) for t in (100, 200, 300)])
+  line = reproduce.format_status(reproduce.run_status(k1, str(base / k1.name), "smoke",
+                                                      100, 2))
+  assert "partial" in line and "seeds 101 are not in this run" in line
+  assert "--seeds=1" in line
+  assert "not started 0 / 300" in reproduce.format_status(reproduce.run_status(
+      reproduce.Run("halfcheetah-K8", "halfcheetah"), str(base / "none"), "smoke", 100, 2))
+  # The peer: seed 100 complete, 101 part way with its checkpoint, 102 part way without.
+  sbx = reproduce.plan("parity", ["hopper"])[1].run
+  assert sbx.runner == reproduce.PEER_RUNNER
+  _metrics(base / sbx.name, [(100, t) for t in (100, 200, 300)] + [(101, 100), (101, 200),
+                                                                   (102, 100)])
+  os.makedirs(base / sbx.name / "checkpoints")
+  (base / sbx.name / "checkpoints" / "seed_101.pkl").write_bytes(b"x")
+  line = reproduce.format_status(reproduce.run_status(sbx, str(base / sbx.name), "smoke",
+                                                      100, 3))
+  assert line.split(None, 1)[1] == (
+      "under way   1 / 3 seeds complete (300 env steps each); seed 101 at 200 (resumes "
+      "there); seed 102 at 100 (no checkpoint: restarts)"), line
+  # The command line: one claim, and every claim's runs without --claim; nothing runs.
+  res = _reproduce(tmp_path, "--claim=hard", "--status")
+  assert res.returncode == 0, res.stderr
+  lines = res.stdout.splitlines()
+  assert lines[1].split()[:2] == ["halfcheetah-paper", "complete"], res.stdout
+  assert lines[2].split()[:3] == ["halfcheetah-hard", "under", "way"], res.stdout
+  res = _reproduce(tmp_path, "--status")
+  assert res.returncode == 0 and "all claims" in res.stdout
+  assert "hopper-sbx" in res.stdout and "halfcheetah-K8 " in res.stdout
+  assert not (base / "claims").exists()   # no analysis written
