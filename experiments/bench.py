@@ -20,7 +20,8 @@ likelihood ratio, 128 x 128, batch 128):
 step; actions one update behind). `--rounds=N` repeats the end-to-end cases N times,
 alternating the peer and ours within each round (so a slow spell of the machine hits both),
 and reports the median of each case over rounds, its range, and the race as the ratio of
-the medians beside the per-round ratios.
+the medians beside the per-round ratios. `--async_envs` steps the end-to-end sac_jax cases'
+envs in subprocesses (for many members on a machine with many cores: a GPU host).
 
 Prints a table and writes JSON (`--out`).
 """
@@ -63,6 +64,8 @@ def define_flags() -> None:
   flags.DEFINE_list("loops", ["sync"], "Host loops of the end-to-end sac_jax cases: sync "
                     "and/or overlap (LoopConfig.overlap: act, then dispatch the update "
                     "while the envs step; actions one update behind).")
+  flags.DEFINE_bool("async_envs", False, "Step the end-to-end sac_jax cases' envs in "
+                    "subprocesses (LoopConfig.async_envs; for many members on many cores).")
   flags.DEFINE_integer("rounds", 1, "Repeat the end-to-end cases this many times, peer and "
                        "ours alternating within each round; report medians over rounds.")
   flags.DEFINE_bool("reporting", False, "Also measure the share of wall time spent "
@@ -198,18 +201,19 @@ def gradient_step_flops(ag) -> float:
 
 # --------------------------------------------------------------------------- end to end
 def run_sac_case(config_name: str, num_members: int, env_id: str, warmup: int,
-                 measure: int, overlap: bool = False) -> dict:
+                 measure: int, overlap: bool = False, async_envs: bool = False) -> dict:
   from sac_jax import agent, loop
   cfg = agent.SACConfig(**CONFIGS[config_name], buffer_size=warmup + measure,
                         start_steps=warmup)
   lc = loop.LoopConfig(env_id, num_members=num_members, seed=0,
                        total_env_steps=warmup + measure, eval_every=warmup,
-                       eval_episodes=1, overlap=overlap)
+                       eval_episodes=1, overlap=overlap, async_envs=async_envs)
   history = loop.train(cfg, lc)
   # The record at the end holds the SPS since the evaluation at `warmup` (evaluation
   # time excluded): the learning phase alone.
   sps = history[-1].sps
   return dict(kind="sac", config=config_name, members=num_members, overlap=overlap,
+              async_envs=async_envs,
               sps_per_member=sps, sps_aggregate=sps * num_members,
               peak_rss_gb=_peak_rss_gb())
 
@@ -426,7 +430,16 @@ def flop_bound(results: list[dict], config: str, peak: float) -> float | None:
 
 
 def _case_key(r: dict) -> tuple:
-  return (r["kind"], r.get("impl", ""), r["config"], r["members"], bool(r.get("overlap")))
+  return (r["kind"], r.get("impl", ""), r["config"], r["members"], bool(r.get("overlap")),
+          bool(r.get("async_envs")))
+
+
+def case_label(r: dict) -> str:
+  """The table's name of an end-to-end case: the peer's impl, or sac_jax and its loop."""
+  if "impl" in r:
+    return r["impl"]
+  return ("sac_jax" + (" (overlap)" if r.get("overlap") else "")
+          + (" (async envs)" if r.get("async_envs") else ""))
 
 
 def median_cases(results: list[dict]) -> list[dict]:
@@ -477,7 +490,7 @@ def format_table(results: list[dict], peak: float) -> str:
               f"{'SPS/member':>11} {'range':>15} {'x peer':>7} {'% bound':>8} "
               f"{'peak RSS GB':>12}"]
     for r in e2e:
-      name = r.get("impl", "sac_jax" + (" (overlap)" if r.get("overlap") else ""))
+      name = case_label(r)
       ratio = (f"{r['sps_per_member'] / peer['sps_per_member']:.2f}"
                if peer and r["config"] == "equal_work" else "")
       b = update_bound(results, r["config"], r["members"]) if r["kind"] == "sac" else None
@@ -493,8 +506,8 @@ def format_table(results: list[dict], peak: float) -> str:
     for r in race:
       b, f = update_bound(results, "equal_work", 1), flop_bound(results, "equal_work", peak)
       over = "" if r["n"] == 1 else f", median of {r['n']} rounds"
-      line = (f"race (HalfCheetah, M = 1, equal work{over}): sac_jax"
-              f"{' (overlap)' if r.get('overlap') else ''} {r['sps_per_member']:.1f} SPS"
+      line = (f"race (HalfCheetah, M = 1, equal work{over}): {case_label(r)}"
+              f" {r['sps_per_member']:.1f} SPS"
               f" = {r['sps_per_member'] / peer['sps_per_member']:.2f} x "
               f"{peer['impl']} ({peer['sps_per_member']:.1f} SPS)")
       per_round = round_ratios(results, r)
@@ -540,7 +553,8 @@ def main(argv):
                                   spec["eval_episodes"])
     else:
       result = run_sac_case(spec["config"], spec["members"], spec["env_id"],
-                            spec["warmup"], spec["measure"], spec.get("overlap", False))
+                            spec["warmup"], spec["measure"], spec.get("overlap", False),
+                            spec.get("async_envs", False))
     print("BENCH_RESULT " + json.dumps(result), flush=True)
     return
 
@@ -594,9 +608,10 @@ def main(argv):
         for m in members:
           for lp in loops:
             r = dict(_subprocess_case(dict(base, kind="sac", config=name, members=m,
-                                           overlap=lp == "overlap")), round=rnd)
-            print(f"  round {rnd}: sac_jax{' overlap' if lp == 'overlap' else ''} {name} "
-                  f"M={m}: {r['sps_aggregate']:.1f} SPS total", flush=True)
+                                           overlap=lp == "overlap",
+                                           async_envs=FLAGS.async_envs)), round=rnd)
+            print(f"  round {rnd}: {case_label(r)} {name} M={m}: "
+                  f"{r['sps_aggregate']:.1f} SPS total", flush=True)
             results.append(r)
 
   if FLAGS.profile:
@@ -621,6 +636,7 @@ def main(argv):
   print("\n" + table)
   out = dict(device=device, peak_gflops=peak, env_id=FLAGS.env_id, warmup_steps=warmup,
              measure_steps=measure, quick=FLAGS.quick, loops=loops, rounds=FLAGS.rounds,
+             async_envs=FLAGS.async_envs,
              results=results,
              time=time.strftime("%Y-%m-%dT%H:%M:%S"))
   tmp = FLAGS.out + ".tmp"

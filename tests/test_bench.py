@@ -73,3 +73,20 @@ def test_reporting_case_accounts_for_the_wall_time():
     assert 0 < r["train_share"] < 1 and r["eval_share"] > 0 and r["report_share"] > 0
     assert 0 <= r["after_step_share"] < r["train_share"]
   assert ten["eval_share"] > one["eval_share"]
+
+
+def test_async_envs_cases_are_their_own_rows():
+  """--async_envs labels its cases, and a sync case and an async one of the same M are two
+  rows (never one median over both)."""
+  def sac(sps, async_envs, overlap=False):
+    return dict(kind="sac", config="paper", members=16, overlap=overlap,
+                async_envs=async_envs, sps_per_member=sps, sps_aggregate=16 * sps,
+                peak_rss_gb=1.0)
+  results = [sac(10.0, False), sac(30.0, True), sac(50.0, True, True)]
+  rows = bench.median_cases(results)
+  assert [bench.case_label(r) for r in rows] == [
+      "sac_jax", "sac_jax (async envs)", "sac_jax (overlap) (async envs)"]
+  assert [r["sps_per_member"] for r in rows] == [10.0, 30.0, 50.0]
+  table = bench.format_table(results, peak=100.0)
+  assert "sac_jax (overlap) (async envs)" in table and "800.0" in table
+  assert bench.case_label(dict(kind="peer", impl="peer 1.0")) == "peer 1.0"
