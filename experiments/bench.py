@@ -486,7 +486,7 @@ def format_table(results: list[dict], peak: float) -> str:
     lines += ["", "End to end, learning phase (env steps per second; bound: the update "
               "alone at the same M" + (f"; median of {rounds} rounds, range in brackets"
                                        if rounds > 1 else "") + "):",
-              f"{'implementation':<28} {'config':<11} {'M':>3} {'SPS total':>10} "
+              f"{'implementation':<32} {'config':<11} {'M':>3} {'SPS total':>10} "
               f"{'SPS/member':>11} {'range':>15} {'x peer':>7} {'% bound':>8} "
               f"{'peak RSS GB':>12}"]
     for r in e2e:
@@ -496,7 +496,7 @@ def format_table(results: list[dict], peak: float) -> str:
       b = update_bound(results, r["config"], r["members"]) if r["kind"] == "sac" else None
       bound = f"{100 * r['sps_per_member'] / b:.0f}%" if b else ""
       rng = f"[{r['sps_min']:.1f}-{r['sps_max']:.1f}]" if r["n"] > 1 else ""
-      lines.append(f"{name:<28} {r['config']:<11} {r['members']:>3} "
+      lines.append(f"{name:<32} {r['config']:<11} {r['members']:>3} "
                    f"{r['sps_aggregate']:>10.1f} {r['sps_per_member']:>11.1f} {rng:>15} "
                    f"{ratio:>7} {bound:>8} {r['peak_rss_gb']:>12.2f}")
   race = [r for r in e2e if r["kind"] == "sac" and r["config"] == "equal_work"
@@ -581,8 +581,27 @@ def main(argv):
     measure = measure if given("measure_steps") else 1000
     repeats = repeats if given("update_repeats") else 3
   peak = FLAGS.peak_gflops or cpu_peak_gflops()
-  results: list[dict] = []
   device = device_description()
+
+  class Results(list):
+    """The results so far, written to --out after every case: a benchmark stopped part
+    way (a time limit, a kill) keeps the cases it finished."""
+
+    def append(self, r: dict) -> None:
+      super().append(r)
+      self.save()
+
+    def save(self) -> None:
+      out = dict(device=device, peak_gflops=peak, env_id=FLAGS.env_id,
+                 warmup_steps=warmup, measure_steps=measure, quick=FLAGS.quick,
+                 loops=loops, rounds=FLAGS.rounds, async_envs=FLAGS.async_envs,
+                 results=list(self), time=time.strftime("%Y-%m-%dT%H:%M:%S"))
+      tmp = FLAGS.out + ".tmp"
+      with open(tmp, "w") as f:
+        json.dump(out, f, indent=2)
+      os.replace(tmp, FLAGS.out)
+
+  results = Results()
   print(f"device: {device}; fp32 peak used for %: {peak:.0f} GFLOP/s", flush=True)
 
   if FLAGS.update_only:
@@ -634,15 +653,7 @@ def main(argv):
 
   table = format_table(results, peak)
   print("\n" + table)
-  out = dict(device=device, peak_gflops=peak, env_id=FLAGS.env_id, warmup_steps=warmup,
-             measure_steps=measure, quick=FLAGS.quick, loops=loops, rounds=FLAGS.rounds,
-             async_envs=FLAGS.async_envs,
-             results=results,
-             time=time.strftime("%Y-%m-%dT%H:%M:%S"))
-  tmp = FLAGS.out + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(out, f, indent=2)
-  os.replace(tmp, FLAGS.out)
+  results.save()
   print(f"\nwrote {FLAGS.out}")
 
 
