@@ -26,7 +26,8 @@ eval_episodes, sps (training env steps per second since the last evaluation) and
 
 Kill-safe, resumable at evaluation granularity: after every evaluation the seed's model
 (the peer's whole learning state: networks, optimizer moments, temperature, replay buffer,
-RNG keys and step counters; not the training env) is written atomically to
+RNG keys, the global NumPy and Python RNG states its replay sampling draws from, and step
+counters; not the training env) is written atomically to
 run_dir/checkpoints/seed_<s>.pkl. Rerunning the same command skips the seeds whose rows in
 metrics.csv are complete (one per evaluation, the last at total_env_steps; their checkpoints
 are removed), and resumes an incomplete seed from its checkpoint: its rows up to the
@@ -34,7 +35,8 @@ checkpoint's env step are kept, later ones dropped, the evaluation counter resto
 next evaluation sees the start states an uninterrupted run's would), and a fresh training env
 begins a new episode (seeded by the seed and the env step: the interrupted episode is not
 restored, the one difference from an uninterrupted run). An incomplete seed without a usable
-checkpoint restarts from scratch. Checkpoints are pickles: load only your own.
+checkpoint (none, a truncated file, or one that does not load: another version's) restarts
+from scratch, and says so. Checkpoints are pickles: load only your own.
 
 `--peer=random` swaps sbx for a uniform-random policy that learns nothing: it checks the
 plumbing (tests, reproduce's smoke budget) without sbx installed; its returns mean nothing.
@@ -51,6 +53,7 @@ import importlib.util
 import json
 import os
 import pickle
+import random
 import time
 from typing import Any, Callable, NamedTuple, Protocol, Sequence
 
@@ -178,12 +181,16 @@ def sbx_peer(cfg: PeerConfig) -> Peer:
   def save(model) -> bytes:
     env, model.env = model.env, None   # the env's MuJoCo state does not pickle; not kept
     try:
-      return cloudpickle.dumps(model)
+      # With the global RNGs stable-baselines seeds and draws from (its replay sampling
+      # uses NumPy's global generator).
+      return cloudpickle.dumps((model, np.random.get_state(), random.getstate()))
     finally:
       model.env = env
 
   def load(state: bytes, seed: int, env_step: int) -> Model:
-    model = cloudpickle.loads(state)
+    model, np_state, py_state = cloudpickle.loads(state)
+    np.random.set_state(np_state)
+    random.setstate(py_state)
     model.set_env(make_env())          # drops the last observation: learn() resets the env
     model.env.seed(resume_env_seed(seed, env_step))
     return model
@@ -326,11 +333,17 @@ def train(peer: Peer, cfg: PeerConfig, run_dir: str,
   for s in todo:
     member = s - cfg.seed
     ckpt = resume.get(s)
-    if ckpt is None:
+    model = None
+    if ckpt is not None:
+      try:
+        model = peer.load(ckpt["state"], s, ckpt["env_step"])
+        trained, evals, wall0 = ckpt["env_step"], ckpt["evals"], ckpt["wall_time"]
+      except Exception as e:   # another version's format: say so, start the seed again
+        log(f"[peer {cfg.peer}] seed {s}: its checkpoint does not load ({e!r}): it "
+            f"restarts from scratch")
+        write_rows(path, [r for r in read_rows(path) if int(r["seed"]) != s])
+    if model is None:
       model, trained, evals, wall0 = peer.make(s), 0, 0, 0.0
-    else:
-      model = peer.load(ckpt["state"], s, ckpt["env_step"])
-      trained, evals, wall0 = ckpt["env_step"], ckpt["evals"], ckpt["wall_time"]
     eval_envs = envs.EvalEnvs(cfg.env_id, [s], n, calls=evals)
 
     def policy(obs, model=model):   # [1, n, obs_dim] -> [1, n, act_dim]

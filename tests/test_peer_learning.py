@@ -158,7 +158,7 @@ def _returns(run_dir):
 
 
 @pytest.mark.parametrize("kill", ["in_learn", "between_row_and_checkpoint",
-                                  "corrupt_checkpoint"])
+                                  "corrupt_checkpoint", "checkpoint_does_not_load"])
 def test_a_killed_seed_resumes_to_the_uninterrupted_curve(tmp_path, monkeypatch, kill):
   """The random peer draws its actions from its RNG (in the checkpoint) on evaluation envs
   whose start states follow the evaluation counter (restored): a run killed and resumed
@@ -192,8 +192,14 @@ def test_a_killed_seed_resumes_to_the_uninterrupted_curve(tmp_path, monkeypatch,
       with open(path, "r+b") as f:
         f.truncate(os.path.getsize(path) // 2)
       want_log = "seed 101 is incomplete and has no usable checkpoint"
+  peer = _flaky_peer({})
+  if kill == "checkpoint_does_not_load":   # e.g. written by another version of the peer
+    def load(state, seed, env_step):
+      raise ValueError("not this version's format")
+    peer = peer._replace(load=load)
+    want_log = "seed 101: its checkpoint does not load (ValueError"
   logs = []
-  assert P.train(_flaky_peer({}), cfg, str(run), log=logs.append) == [101]
+  assert P.train(peer, cfg, str(run), log=logs.append) == [101]
   assert any(want_log in m for m in logs), logs
   assert _returns(run) == _returns(ref)
   assert not os.listdir(run / "checkpoints")
