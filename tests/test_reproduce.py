@@ -287,3 +287,21 @@ def test_status_says_where_each_run_stands(tmp_path):
   assert res.returncode == 0 and "all claims" in res.stdout
   assert "hopper-sbx" in res.stdout and "halfcheetah-K8 " in res.stdout
   assert not (base / "claims").exists()   # no analysis written
+
+
+def test_tasks_arms_keep_their_own_horizons():
+  """tasks judges each arm against an absolute bar: a modern run still under way (here at
+  15k) leaves the paper arm's 25k curve whole; a comparative claim cuts both."""
+  steps = np.arange(1, 6) * 5000
+  paper = {100 + i: np.array([0., 1000, 2000, 3000, 4000]) + i for i in range(3)}
+  modern = {100 + i: np.array([0., 500, 900]) + i for i in range(3)}
+  data = {"halfcheetah/paper": (steps, paper), "halfcheetah/modern": (steps[:3], modern)}
+  r = reproduce.analyze("tasks", reproduce.plan("tasks", ("halfcheetah",)), data, "cpu")
+  assert r["arms"]["halfcheetah/paper"]["env_steps"] == 25000
+  assert r["arms"]["halfcheetah/paper"]["final_mean"] == pytest.approx(3001.0)
+  assert r["arms"]["halfcheetah/modern"]["env_steps"] == 15000
+  arms = reproduce.plan("parity", ("halfcheetah",))
+  data = {"halfcheetah/sac_jax modern": (steps, paper),
+          "halfcheetah/stable-baselines-jax": (steps[:3], modern)}
+  r = reproduce.analyze("parity", arms, data, "cpu")
+  assert {a["env_steps"] for a in r["arms"].values()} == {15000}
