@@ -283,6 +283,16 @@ def prepare_run_dir(v: dict) -> dict | None:
     raise UsageError(f"run_dir={run_dir!r} is not writable: {e.strerror or e}") from None
   path = os.path.join(run_dir, RUN_FILE)
   if not os.path.exists(path):
+    # Results without the run.json that says what made them (another tool's, or a copy):
+    # never write into them or read them as this run's.
+    ckpts = os.path.join(run_dir, "checkpoints")
+    found = [n for n in ("metrics.csv", "summary.json") if os.path.exists(
+        os.path.join(run_dir, n))] + (["checkpoints/"] if os.path.isdir(ckpts)
+                                      and os.listdir(ckpts) else [])
+    if found:
+      raise UsageError(
+          f"run_dir={run_dir!r} holds {', '.join(found)} but no {RUN_FILE}: not a run "
+          "this command can resume or extend; choose a new --run_dir")
     return None
   with open(path) as f:
     saved = json.load(f)

@@ -81,6 +81,25 @@ def test_rerun_of_a_finished_run_says_complete(finished_run):
   assert read_rows(run_dir) == before
 
 
+@pytest.mark.parametrize("leftover", ["metrics.csv", "summary.json", "checkpoints/100"])
+def test_a_run_dir_with_results_but_no_run_json_is_refused(tmp_path, leftover):
+  """Results whose run.json is missing (a copy, another tool's) are never written into:
+  one line before any compute, and nothing added to the directory."""
+  run_dir = tmp_path / "run"
+  (run_dir / os.path.dirname(leftover)).mkdir(parents=True, exist_ok=True)
+  if leftover.startswith("checkpoints"):
+    (run_dir / leftover).mkdir()
+  else:
+    (run_dir / leftover).write_text("env_step,member,seed,eval_return\n5000,0,3,1.0\n")
+  before = sorted(os.listdir(run_dir))
+  proc = run_cli(*TINY, "--total_env_steps=200", f"--run_dir={run_dir}")
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+  line = proc.stderr.strip().splitlines()[-1]
+  assert line.startswith(f"error: run_dir={str(run_dir)!r} holds {leftover.split('/')[0]}")
+  assert "no run.json" in line, line
+  assert sorted(os.listdir(run_dir)) == before
+
+
 @pytest.mark.parametrize("flags, shown, kind", [
     (["--hidden_sizes=32,32", "--num_seeds=3", "--num_q=2"],
      ["hidden_sizes", "num_seeds", "num_q"], "shape-changing"),
