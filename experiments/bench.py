@@ -213,7 +213,7 @@ def run_sac_case(config_name: str, num_members: int, env_id: str, warmup: int,
   # time excluded): the learning phase alone.
   sps = history[-1].sps
   return dict(kind="sac", config=config_name, members=num_members, overlap=overlap,
-              async_envs=async_envs,
+              async_envs=async_envs, env_id=env_id,
               sps_per_member=sps, sps_aggregate=sps * num_members,
               peak_rss_gb=_peak_rss_gb())
 
@@ -247,7 +247,7 @@ def run_peer_case(env_id: str, warmup: int, measure: int) -> dict:
   sec = time.perf_counter() - timer.t0
   sps = (measure - skip) / sec
   import sbx
-  return dict(kind="peer", config="equal_work", members=1,
+  return dict(kind="peer", config="equal_work", members=1, env_id=env_id,
               impl=f"stable-baselines-jax {getattr(sbx, '__version__', '?')}",
               sps_per_member=sps, sps_aggregate=sps,
               peak_rss_gb=_peak_rss_gb())
@@ -506,7 +506,8 @@ def format_table(results: list[dict], peak: float) -> str:
     for r in race:
       b, f = update_bound(results, "equal_work", 1), flop_bound(results, "equal_work", peak)
       over = "" if r["n"] == 1 else f", median of {r['n']} rounds"
-      line = (f"race (HalfCheetah, M = 1, equal work{over}): {case_label(r)}"
+      task = f"{r['env_id']}, " if r.get("env_id") else ""
+      line = (f"race ({task}M = 1, equal work{over}): {case_label(r)}"
               f" {r['sps_per_member']:.1f} SPS"
               f" = {r['sps_per_member'] / peer['sps_per_member']:.2f} x "
               f"{peer['impl']} ({peer['sps_per_member']:.1f} SPS)")

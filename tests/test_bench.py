@@ -16,7 +16,7 @@ def test_bounds_and_the_race_line():
              dict(kind="peer", config="equal_work", members=1, impl="peer 1.0",
                   sps_per_member=100.0, sps_aggregate=100.0, peak_rss_gb=1.0),
              dict(kind="sac", config="equal_work", members=1, overlap=False,
-                  sps_per_member=170.0, sps_aggregate=170.0, peak_rss_gb=1.0),
+                  env_id="Hopper-v5", sps_per_member=170.0, sps_aggregate=170.0, peak_rss_gb=1.0),
              dict(kind="sac", config="equal_work", members=4, overlap=False,
                   sps_per_member=50.0, sps_aggregate=200.0, peak_rss_gb=1.0)]
   # One env step of M members costs M gradient steps at the update-alone time.
@@ -28,6 +28,7 @@ def test_bounds_and_the_race_line():
   table = bench.format_table(results, peak=100.0)
   assert "85%" in table and "80%" in table  # 170 / 200, 50 / 62.5
   race = next(l for l in table.splitlines() if l.startswith("race"))
+  assert race.startswith("race (Hopper-v5, M = 1, equal work): ")  # the task measured
   assert "170.0 SPS = 1.70 x peer 1.0 (100.0 SPS)" in race
   assert "85% of the update-alone bound 200 SPS" in race
   assert "85% of the fp32-peak bound 200 SPS" in race
@@ -38,6 +39,7 @@ def test_rounds_give_medians_and_per_round_ratios():
   is the ratio of the medians, with each round's own ratio beside it."""
   def e2e(kind, sps, rnd, overlap=False):
     return dict(kind=kind, config="equal_work", members=1, overlap=overlap, round=rnd,
+                env_id="HalfCheetah-v5",
                 sps_per_member=sps, sps_aggregate=sps, peak_rss_gb=1.0 + rnd,
                 **({"impl": "peer 1.0"} if kind == "peer" else {}))
   results = [_update("equal_work", 1, 5000.0),
@@ -55,7 +57,7 @@ def test_rounds_give_medians_and_per_round_ratios():
   assert bench.round_ratios(results, sync) == pytest.approx([1.3, 1.5, 1.5])
   table = bench.format_table(results, peak=100.0)
   race = [l for l in table.splitlines() if l.startswith("race")]
-  assert race[0].startswith("race (HalfCheetah, M = 1, equal work, median of 3 rounds): "
+  assert race[0].startswith("race (HalfCheetah-v5, M = 1, equal work, median of 3 rounds): "
                             "sac_jax 130.0 SPS = 1.30 x peer 1.0 (100.0 SPS); "
                             "per round 1.30, 1.50, 1.50; 65% of the update-alone bound")
   assert "sac_jax (overlap) 90.0 SPS = 0.90 x" in race[1]
