@@ -49,8 +49,9 @@ Claims (paper section 5; the task flagfiles carry the reward scales calibrated o
                  the gap against that margin).
 
 Runs are shared between claims: a run is named by what it trains (e.g. halfcheetah-paper,
-the SAC arm of five claims), and arms are compared at equal env steps (curves cut at the
-shortest arm's horizon: G = 4 and 16 run 100k steps at the cpu budget, the rest 300k).
+the SAC arm of five claims), and each comparison meets its two arms at equal env steps
+(both curves cut at the shorter one's horizon: G = 4 and 16 run 100k steps at the cpu budget,
+the rest 300k, so SAC meets DDPG G = 1 at 300k and DDPG G = 4 at 100k).
 
 Budgets: `smoke` (tiny networks, a few hundred steps: checks the plumbing in a minute or
 two; its verdicts mean nothing), `cpu` (what a 2-core CPU does in hours; steps per claim in
@@ -80,7 +81,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 from absl import app
 from absl import flags
@@ -279,23 +280,37 @@ def _arm_stats(a: Arm, steps: np.ndarray, curves: dict) -> dict:
 def analyze(claim: str, arms: Sequence[Arm], data: dict[str, tuple], budget: str) -> dict:
   """The verdict dict of a claim from {arm key: (steps, {seed: curve})}.
 
-  Arms are compared at equal env steps: every curve is cut at the shortest arm's horizon
-  (within a panel), so a 300k-step run and a 100k-step run meet at 100k. Not in `tasks`,
-  whose arms are each judged against an absolute bar: each keeps its own horizon (a modern
-  run still under way never cuts the paper run's).
+  `arms` summarizes every arm at its own horizon (its last evaluation). Each part compares
+  its arms at equal env steps: their curves cut at the shortest one's horizon, which the
+  part records as `env_steps` (with each arm's mean of the tested statistic there, `means`).
+  So on HalfCheetah SAC meets DDPG G = 1 at 300k and DDPG G = 4 (a 100k run at the cpu
+  budget) at 100k; one short arm never cuts the others' comparison. `tasks` judges each arm
+  alone against an absolute bar, at its own horizon.
   """
-  data = dict(data)
-  for panel in {a.panel for a in arms} if claim != "tasks" else ():
-    keys = [_key(a) for a in arms if a.panel == panel]
+  arm_of = {_key(a): a for a in arms}
+  stats = {k: _arm_stats(arm_of[k], *data[k]) for k in arm_of}
+  out: dict = dict(claim=claim, budget=budget, arms=stats, parts=[])
+
+  def common(*keys: str) -> list[dict]:
+    """The arms' statistics with every curve cut at the shortest one's horizon."""
     horizon = min(int(data[k][0][-1]) for k in keys)
+    cut = []
     for k in keys:
       steps, curves = data[k]
       keep = steps <= horizon
-      data[k] = (steps[keep], {s: c[keep] for s, c in curves.items()})
-  stats = {_key(a): _arm_stats(a, *data[_key(a)]) for a in arms}
-  out: dict = dict(claim=claim, budget=budget, arms=stats, parts=[])
+      cut.append(_arm_stats(arm_of[k], steps[keep],
+                            {s: c[keep] for s, c in curves.items()}))
+    return cut
+
+  def part(name: str, test: Callable[..., dict], keys: Sequence[str], stat: str = "final",
+           **kw) -> dict:
+    cut = common(*keys)
+    return dict(part=name, **test(*(c[stat] for c in cut), **kw),
+                env_steps=cut[0]["env_steps"],
+                means=[float(np.mean(c[stat])) for c in cut])
+
   # A claim run on a subset of its arms (--arms) gets the parts whose arms are all there.
-  by_label = lambda panel, label: stats.get(_key(Arm(label, None, panel)))
+  key = lambda panel, label: (k if (k := _key(Arm(label, None, panel))) in stats else None)
   if claim == "tasks":
     for t in dict.fromkeys(a.panel for a in arms):
       if f"{t}/paper" not in stats:
@@ -308,84 +323,82 @@ def analyze(claim: str, arms: Sequence[Arm], data: dict[str, tuple], budget: str
       v = V.HOLDS if lo >= bar else V.FAILS if hi < bar else V.INCONCLUSIVE
       out["parts"].append(dict(part=f"{t}: paper config mean final >= {bar:g}",
                                verdict=v, mean=s["final_mean"], ci95=[float(lo), float(hi)],
-                               meets_bar=bool(s["final_mean"] >= bar)))
+                               meets_bar=bool(s["final_mean"] >= bar),
+                               env_steps=s["env_steps"]))
   elif claim == "sac_vs_ddpg":
     for t in dict.fromkeys(a.panel for a in arms):
-      sac = by_label(t, "SAC")
+      sac = key(t, "SAC")
       for label in ("DDPG G=1", "DDPG G=4"):
-        d = by_label(t, label)
+        d = key(t, label)
         if sac is None or d is None:
           continue
         for stat in ("final", "auc"):
-          out["parts"].append(dict(part=f"{t}: SAC {stat} > {label} {stat}",
-                                   **V.directional(sac[stat], d[stat])))
+          out["parts"].append(part(f"{t}: SAC {stat} > {label} {stat}", V.directional,
+                                   (sac, d), stat))
   elif claim == "mixture_gradients":
     for t in dict.fromkeys(a.panel for a in arms):
-      lr, mrp, k1 = (by_label(t, x) for x in ("K=4 likelihood ratio",
-                                               "K=4 marginalized reparam.",
-                                               "K=1 reparameterized"))
+      lr, mrp, k1 = (key(t, x) for x in ("K=4 likelihood ratio",
+                                          "K=4 marginalized reparam.",
+                                          "K=1 reparameterized"))
       if mrp and lr:
-        out["parts"].append(dict(part=f"{t}: K=4 MRP final > K=4 likelihood ratio final",
-                                 **V.directional(mrp["final"], lr["final"])))
+        out["parts"].append(part(f"{t}: K=4 MRP final > K=4 likelihood ratio final",
+                                 V.directional, (mrp, lr)))
       if mrp and k1:
-        margin = 0.15 * abs(k1["final_mean"])
-        out["parts"].append(dict(
-            part=f"{t}: K=4 MRP within 15% of K=1 reparameterized (parity)",
-            **V.within(k1["final"], mrp["final"], margin)))
+        k1_final = common(k1, mrp)[0]["final_mean"]
+        out["parts"].append(part(
+            f"{t}: K=4 MRP within 15% of K=1 reparameterized (parity)",
+            V.within, (k1, mrp), margin=0.15 * abs(k1_final)))
   elif claim == "overlap":
     for t in dict.fromkeys(a.panel for a in arms):
-      sync, over = by_label(t, "synchronous"), by_label(t, "overlap")
+      sync, over = key(t, "synchronous"), key(t, "overlap")
       for stat in ("final", "auc") if sync and over else ():
-        margin = 0.15 * abs(float(np.mean(sync[stat])))
-        out["parts"].append(dict(
-            part=f"{t}: overlap {stat} agrees with synchronous {stat} within 15%",
-            **V.equivalent(over[stat], sync[stat], margin)))
+        margin = 0.15 * abs(float(np.mean(common(sync, over)[0][stat])))
+        out["parts"].append(part(
+            f"{t}: overlap {stat} agrees with synchronous {stat} within 15%",
+            V.equivalent, (over, sync), stat, margin=margin))
   elif claim == "parity":
     for t in dict.fromkeys(a.panel for a in arms):
-      ours, peer = by_label(t, "sac_jax modern"), by_label(t, "stable-baselines-jax")
+      ours, peer = key(t, "sac_jax modern"), key(t, "stable-baselines-jax")
       for stat in ("final", "auc") if ours and peer else ():
-        out["parts"].append(dict(
-            part=f"{t}: sac_jax modern {stat} not below stable-baselines-jax {stat} beyond "
-                 "seed noise (effect: peer - sac_jax; margin 15% of the peer's mean)",
-            **not_below(ours[stat], peer[stat], 0.15)))
+        out["parts"].append(part(
+            f"{t}: sac_jax modern {stat} not below stable-baselines-jax {stat} beyond "
+            "seed noise (effect: peer - sac_jax; margin 15% of the peer's mean)",
+            not_below, (ours, peer), stat, rel_margin=0.15))
   elif claim == "seeds":
-    sac, ddpg = stats.get("SAC"), stats.get("DDPG")
+    sac, ddpg = key("", "SAC"), key("", "DDPG")
     if sac and ddpg:
-      out["parts"].append(dict(part="SAC's spread of final returns across seeds < DDPG's",
-                               **V.spread_smaller(sac["final"], ddpg["final"])))
+      out["parts"].append(part("SAC's spread of final returns across seeds < DDPG's",
+                               V.spread_smaller, (sac, ddpg)))
   elif claim == "hard":
-    soft, hard = stats.get("soft (alpha=1)"), stats.get("hard (alpha=0)")
+    soft, hard = key("", "soft (alpha=1)"), key("", "hard (alpha=0)")
     if soft and hard:
-      margin = 0.2 * abs(soft["final_mean"])
-      d = V.directional(soft["final"], hard["final"], margin=margin)
-      out["parts"].append(dict(part="soft final > hard final (margin: 20% of soft's mean)",
-                               **d))
+      margin = 0.2 * abs(common(soft, hard)[0]["final_mean"])
+      out["parts"].append(part("soft final > hard final (margin: 20% of soft's mean)",
+                               V.directional, (soft, hard), margin=margin))
   elif claim == "grad_steps":
-    keys = [_key(a) for a in arms]
+    keys = list(stats)
     for lo_k, hi_k in zip(keys[:-1], keys[1:]):
-      d = V.directional(stats[hi_k]["final"], stats[lo_k]["final"])
-      out["parts"].append(dict(part=f"{stats[hi_k]['arm']} final > {stats[lo_k]['arm']} "
-                                    "final", **d))
+      out["parts"].append(part(f"{stats[hi_k]['arm']} final > {stats[lo_k]['arm']} final",
+                               V.directional, (hi_k, lo_k)))
   elif claim == "components":
-    best = max(stats.values(), key=lambda s: s["final_mean"])
-    margin = 0.15 * abs(best["final_mean"])
-    parts = []
-    for s in stats.values():
-      if s is best:
-        continue
-      d = V.within(best["final"], s["final"], margin)
-      parts.append(dict(part=f"{s['arm']} within 15% of the best ({best['arm']})", **d))
+    # Near-equivalence among all K: every arm at the horizon they share.
+    cut = dict(zip(stats, common(*stats))) if stats else {}
+    best_k = max(cut, key=lambda k: cut[k]["final_mean"]) if cut else None
+    margin = 0.15 * abs(cut[best_k]["final_mean"]) if cut else 0.0
+    parts = [part(f"{stats[k]['arm']} within 15% of the best ({stats[best_k]['arm']})",
+                  V.within, (best_k, k), margin=margin) for k in cut if k != best_k]
     out["parts"] = parts
-    key = [p["verdict"] for p in parts if p["part"].startswith(("K=2 ", "K=4 "))]
+    verdicts = [p["verdict"] for p in parts if p["part"].startswith(("K=2 ", "K=4 "))]
     if not parts:
       pass   # one arm: nothing to compare (below)
-    elif best["arm"] in ("K=2", "K=4"):
+    elif stats[best_k]["arm"] in ("K=2", "K=4"):
       out["verdict"] = V.HOLDS
     else:
-      out["verdict"] = (V.HOLDS if V.HOLDS in key else
-                        V.FAILS if key and all(k == V.FAILS for k in key) else
+      out["verdict"] = (V.HOLDS if V.HOLDS in verdicts else
+                        V.FAILS if verdicts and all(v == V.FAILS for v in verdicts) else
                         V.INCONCLUSIVE)
-    out["best_arm"] = best["arm"]
+    if best_k is not None:
+      out["best_arm"] = stats[best_k]["arm"]
   if not out["parts"]:
     out["verdict"] = V.INCONCLUSIVE
     out["note"] = "no part of this claim can be tested with the arms given"
@@ -454,13 +467,14 @@ def table_markdown(result: dict) -> str:
                  f"{s['final_mean']:,.0f} ± {s['final_std']:,.0f} | "
                  + ", ".join(f"{x:,.0f}" for x in s["final"]) +
                  f" | {s['max_mean']:,.0f} |")
-  lines += ["", "| part | verdict | effect [95% interval] | p |", "| --- | --- | --- | --- |"]
+  lines += ["", "| part | at env steps | verdict | effect [95% interval] | p |",
+            "| --- | --- | --- | --- | --- |"]
   for p in result["parts"]:
     eff = (f"{p['effect']:,.0f} [{p['ci95'][0]:,.0f}, {p['ci95'][1]:,.0f}]"
            if "effect" in p else f"mean {p['mean']:,.0f} [{p['ci95'][0]:,.0f}, "
            f"{p['ci95'][1]:,.0f}]")
     pval = p.get("p_greater", p.get("p", ""))
-    lines.append(f"| {p['part']} | {p['verdict']} | {eff} | "
+    lines.append(f"| {p['part']} | {p['env_steps']:,} | {p['verdict']} | {eff} | "
                  f"{pval if pval == '' else f'{pval:.3f}'} |")
   if result.get("note"):
     lines += ["", result["note"]]
@@ -489,10 +503,10 @@ def plot(path: str, claim: str, arms: Sequence[Arm], data: dict, result: dict) -
       ax.plot(steps, mean, color=c, lw=2.0, label=f"{a.label} ({len(mat)} seeds, final "
                                                    f"{s['final_mean']:,.0f})")
     ends = {int(data[_key(a)][0][-1]) for a in arms if a.panel == panel}
-    if len(ends) > 1 and claim != "tasks":   # tasks: each arm at its own horizon
-      ax.axvline(min(ends), color="gray", ls="--", lw=0.8)
-      ax.text(min(ends), ax.get_ylim()[0], " compared here", fontsize=7, color="gray",
-              va="bottom")
+    for end in sorted(ends)[:-1] if claim != "tasks" else ():   # tasks: no comparison
+      ax.axvline(end, color="gray", ls="--", lw=0.8)
+      ax.text(end, ax.get_ylim()[0], " the shorter arm compared here", fontsize=7,
+              color="gray", va="bottom")
     ax.set_title(panel or claim)
     ax.set_xlabel("env steps")
     ax.set_ylabel("deterministic evaluation return")

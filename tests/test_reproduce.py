@@ -171,17 +171,21 @@ def test_arm_statistics_follow_the_metrics(tmp_path):
   assert [a.label for a in arms] == ["G=1", "G=4", "G=16"]
   data = {a.label: (steps, {s: c + 100 * i for s, c in curves.items()})
           for i, a in enumerate(arms)}
-  # G = 1 ran longer: its curve is cut at the others' horizon (25k), and a NaN (diverged)
-  # evaluation keeps the member with its finite ones.
+  # G = 1 ran longer: the table keeps its whole curve (35k), its comparison with G = 4
+  # cuts it at G = 4's horizon (25k); a NaN (diverged) evaluation keeps the member with
+  # its finite ones.
   long = np.arange(1, 8) * 5000
   data["G=1"] = (long, {100: np.array([0., 1, 2, 3, 4, 99, 99]),
                         101: np.array([10., 20, 30, 40, np.nan, 99, 99])})
   r = reproduce.analyze("grad_steps", arms, data, "cpu")
-  assert r["arms"]["G=1"]["final"] == [3.0, 30.0]
-  assert r["arms"]["G=1"]["env_steps"] == 25000
+  assert r["arms"]["G=1"]["final"] == [(4 + 99 + 99) / 3, (40 + 99 + 99) / 3]
+  assert r["arms"]["G=1"]["env_steps"] == 35000
   assert r["arms"]["G=16"]["max"] == [204.0, 250.0]
   assert [p["part"] for p in r["parts"]] == ["G=4 final > G=1 final",
                                              "G=16 final > G=4 final"]
+  assert [p["env_steps"] for p in r["parts"]] == [25000, 25000]
+  # At 25k G = 1's finals are 3 and 30 (its seed 101 from its 3 finite evaluations).
+  assert r["parts"][0]["means"] == pytest.approx([(103 + 140) / 2, (3 + 30) / 2])
 
 
 def test_bad_input_is_one_clear_line(tmp_path):
@@ -304,4 +308,28 @@ def test_tasks_arms_keep_their_own_horizons():
   data = {"halfcheetah/sac_jax modern": (steps, paper),
           "halfcheetah/stable-baselines-jax": (steps[:3], modern)}
   r = reproduce.analyze("parity", arms, data, "cpu")
-  assert {a["env_steps"] for a in r["arms"].values()} == {15000}
+  assert {a["env_steps"] for a in r["arms"].values()} == {25000, 15000}
+  assert {p["env_steps"] for p in r["parts"]} == {15000}
+
+
+def test_each_comparison_meets_at_its_own_pair_horizon():
+  """sac_vs_ddpg on HalfCheetah: SAC and DDPG G = 1 (300k at the cpu budget) meet at their
+  end; only the DDPG G = 4 comparison (a 100k run) is cut to 100k. A short arm must not cut
+  the long arms' comparison (it used to cut the whole panel)."""
+  long, short = np.arange(1, 7) * 50_000, np.arange(1, 3) * 50_000
+  rise = np.array([0., 100, 200, 3000, 4000, 5000])   # SAC overtakes late
+  flat = np.array([500., 600, 700, 700, 700, 700])
+  data = {"halfcheetah/SAC": (long, {100 + i: rise + i for i in range(5)}),
+          "halfcheetah/DDPG G=1": (long, {100 + i: flat + i for i in range(5)}),
+          "halfcheetah/DDPG G=4": (short, {100 + i: flat[:2] + i for i in range(5)})}
+  arms = reproduce.plan("sac_vs_ddpg", ("halfcheetah",))
+  r = reproduce.analyze("sac_vs_ddpg", arms, data, "cpu")
+  parts = {p["part"]: p for p in r["parts"]}
+  g1 = parts["halfcheetah: SAC final > DDPG G=1 final"]
+  assert g1["env_steps"] == 300_000 and g1["verdict"] == "holds"
+  assert g1["means"] == pytest.approx([4002.0, 702.0])
+  g4 = parts["halfcheetah: SAC final > DDPG G=4 final"]
+  assert g4["env_steps"] == 100_000 and g4["verdict"] == "does not hold"
+  assert r["arms"]["halfcheetah/SAC"]["env_steps"] == 300_000
+  table = reproduce.table_markdown(r)
+  assert "| halfcheetah: SAC final > DDPG G=1 final | 300,000 | holds |" in table
