@@ -1,9 +1,10 @@
 """The SAC learner: config, state, init, G gradient steps, acting and evaluation.
 
 One member's functions are written unbatched; `make_step`, `make_eval_act` and
-`init_members` wrap them in `jax.vmap` over a leading member axis M and `jax.jit` them
-once. Algorithm 2 of the paper: for each env step, act, store, then G gradient steps; all
-three gradients of a step are taken from the same pre-update params, then V_target moves.
+`init_members` wrap them over a leading member axis M (`jax.vmap`; `lax.map` for init's
+random draws) and `jax.jit` them once. Algorithm 2 of the paper: for each env step, act,
+store, then G gradient steps; all three gradients of a step are taken from the same
+pre-update params, then V_target moves.
 """
 
 from __future__ import annotations
@@ -208,7 +209,7 @@ class Agent:
         log_alpha=log_alpha,
         alpha_opt_state=adam().init(log_alpha),
         hparams=h,
-        replay=replay.init(c.buffer_size, self.obs_dim, self.act_dim),
+        replay=self.init_replay(),
         key=key,
         env_steps=jnp.zeros((), jnp.int32),
         updates=jnp.zeros((), jnp.int32),
@@ -227,8 +228,23 @@ class Agent:
     h = hparams if hparams is not None else self.default_hparams(m)
     self.validate_hparams(h)
     kw = {} if sharding is None else dict(out_shardings=sharding)
-    return jax.jit(jax.vmap(self.init), **kw)(
+    return jax.jit(self._init_stacked, **kw)(
         np.asarray(keys), type(h)(*(np.asarray(x, np.float32) for x in h)))
+
+  def _init_stacked(self, keys: jax.Array, hparams: Any) -> Any:
+    """`init` of every member, stacked. The random parts run one member at a time
+    (`lax.map`): XLA on the CPU compiles a random draw with a member axis (a rank-3
+    threefry fusion) several times slower than one member's draw, the same values either
+    way, and init runs once. The replay buffers (zeros, the large part) are created
+    batched, so that under a sharding no device builds all of them."""
+    one = lambda kh: self.init(*kh)._replace(replay=None)
+    state = jax.lax.map(one, (keys, hparams))
+    buffers = jax.vmap(lambda _: self.init_replay())(keys)
+    return state._replace(replay=buffers)
+
+  def init_replay(self) -> replay.ReplayState:
+    """One member's empty replay buffer."""
+    return replay.init(self.config.buffer_size, self.obs_dim, self.act_dim)
 
   def default_hparams(self, num_members: int) -> HParams:
     """[M] hyperparameters, every member at the config's values."""

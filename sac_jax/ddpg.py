@@ -203,7 +203,7 @@ class DDPGAgent(agent_lib.Agent):
         q_target_params=jax.tree.map(jnp.array, qp),
         policy_opt_state=agent_lib.adam().init(pp),
         q_opt_state=agent_lib.adam().init(qp),
-        hparams=h, replay=replay.init(c.buffer_size, self.obs_dim, self.act_dim), key=key,
+        hparams=h, replay=self.init_replay(), key=key,
         env_steps=jnp.zeros((), jnp.int32), updates=jnp.zeros((), jnp.int32),
         diverged_at=jnp.full((), -1, jnp.int32))
 

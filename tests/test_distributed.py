@@ -38,7 +38,8 @@ def _free_port() -> int:
 
 def _start(args, num=2):
   """Starts `num` processes of the CLI with two CPU devices each; returns the Popens."""
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
+             + " --xla_force_host_platform_device_count=2")
   addr = f"--coordinator_address=localhost:{_free_port()}"
   return [subprocess.Popen(
       [sys.executable, "-m", "experiments.run", *args, addr, f"--num_processes={num}",

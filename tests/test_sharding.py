@@ -69,7 +69,8 @@ CHECK = textwrap.dedent(r"""
 
 
 def test_sharded_run_matches_unsharded_and_spreads_the_state():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+  env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
+             + " --xla_force_host_platform_device_count=4",
              JAX_PLATFORMS="cpu")
   proc = subprocess.run([sys.executable, "-c", CHECK], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=600)
@@ -78,7 +79,8 @@ def test_sharded_run_matches_unsharded_and_spreads_the_state():
 
 
 def test_cli_refuses_members_not_divisible_by_devices(tmp_path):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+  env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
+             + " --xla_force_host_platform_device_count=4",
              JAX_PLATFORMS="cpu")
   run_dir = tmp_path / "run"
   proc = subprocess.run(
