@@ -334,3 +334,29 @@ def test_bad_config_values_are_refused_with_their_name():
       agent.SACConfig(**kwargs)
   with pytest.raises(ValueError, match="unknown per-member"):
     agent.HParams.from_config(agent.SACConfig()).stack(2, learning_rate=[1, 2])
+
+
+@pytest.mark.parametrize("kind", ["paper", "modern", "ddpg"])
+def test_init_members_stacks_each_members_own_init(kind):
+  """Member i of init_members(keys, hparams) is init(keys[i], hparams[i]) bitwise, replay
+  buffers included (empty, [capacity, ...] per member)."""
+  from sac_jax import ddpg
+  if kind == "ddpg":
+    ag = ddpg.DDPGAgent(ddpg.DDPGConfig(**TINY), OBS, ACT)
+    hp = ddpg.DDPGHParams.from_config(ag.config).stack(3, expl_noise=[0.1, 0.2, 0.3])
+  else:
+    extra = {} if kind == "paper" else dict(
+        num_components=1, policy_gradient="reparameterized", num_q=2, auto_alpha=True,
+        value_network=False)
+    ag = agent.Agent(agent.SACConfig(**TINY, **extra), OBS, ACT)
+    hp = agent.HParams.from_config(ag.config).stack(3, reward_scale=[1.0, 2.0, 3.0])
+  keys = jax.random.split(jax.random.PRNGKey(7), 3)
+  state = ag.init_members(keys, hp)
+  one = jax.jit(ag.init)
+  for i in range(3):
+    want = one(keys[i], type(hp)(*(x[i] for x in hp)))
+    chex.assert_trees_all_equal(agent.member(state, i), want)
+  assert state.replay.data.obs.shape == (3, TINY["buffer_size"], OBS)
+  # Different keys, different params.
+  assert any(not np.array_equal(np.asarray(x[0]), np.asarray(x[1]))
+             for x in jax.tree.leaves(state.policy_params))
