@@ -29,3 +29,23 @@ import jax  # noqa: E402  (after the environment is set)
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+# The longest tests (minutes each on 2 cores) start first; with `--dist worksteal` (the
+# README's command) the other worker takes the short ones meanwhile and steals the rest, so
+# the two workers finish together instead of one waiting on a long test started last.
+LONGEST = ("test_reproduce.py::test_smoke_budget_of_the_halfcheetah_claims",
+           "test_learning.py::test_inverted_pendulum",
+           "test_learning.py::test_pendulum",
+           "test_reproduce.py::test_smoke_budget_of_the_per_task_claims",
+           "test_distributed.py::test_two_processes_equal_one_process",
+           "test_ddpg.py::test_ddpg_learns_pendulum",
+           "test_distributed.py::test_sigterm_to_one_process",
+           "test_overlap.py::test_cli_overlap_flag_and_resume_without_it",
+           "test_sweep.py::test_grid_of_shape_changing_settings")
+
+
+def pytest_collection_modifyitems(items):
+  rank = lambda item: next((i for i, name in enumerate(LONGEST) if name in item.nodeid),
+                           len(LONGEST))
+  items.sort(key=rank)  # stable: the rest keep their order
