@@ -21,3 +21,10 @@ def read_rows(run_dir):
     return []
   with open(path, newline="") as f:
     return list(csv.DictReader(f))
+
+
+def cpu_devices_env(count, **extra):
+  """This process's environment with `count` host CPU devices for a subprocess, keeping the
+  XLA_FLAGS it already has (tests/conftest.py sets the compile level there)."""
+  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={count}"
+  return dict(os.environ, XLA_FLAGS=flags.strip(), **extra)

@@ -9,7 +9,7 @@ CLI subprocesses too): a test's time is mostly compiling, level 1 compiles the j
 about 25% and a random draw about 10x faster than the default level 2, and the step ran as
 fast side by side (paper configuration, M = 2, 128 x 128: its time is in the matrix
 products, library kernels either way). Results differ from level 2's by float32 rounding
-(about 1e-8 after 40 updates), inside every test's tolerance; the tests that compare runs
+(at most 3e-8 after 40 updates, measured), inside every test's tolerance; the tests that compare runs
 bitwise compare runs made here, at the same level.
 """
 

@@ -21,7 +21,7 @@ import time
 import numpy as np
 import pytest
 
-from cli_util import ROOT, cli, read_rows
+from cli_util import ROOT, cli, cpu_devices_env, read_rows
 
 TINY = ["--env_id=Pendulum-v1", "--seed=3", "--start_steps=100", "--num_components=2",
         "--hidden_sizes=16,16", "--batch_size=16", "--buffer_size=1000",
@@ -38,8 +38,7 @@ def _free_port() -> int:
 
 def _start(args, num=2):
   """Starts `num` processes of the CLI with two CPU devices each; returns the Popens."""
-  env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
-             + " --xla_force_host_platform_device_count=2")
+  env = cpu_devices_env(2)
   addr = f"--coordinator_address=localhost:{_free_port()}"
   return [subprocess.Popen(
       [sys.executable, "-m", "experiments.run", *args, addr, f"--num_processes={num}",

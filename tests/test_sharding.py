@@ -7,12 +7,11 @@ process: the checks run in a subprocess started with
 XLA_FLAGS=--xla_force_host_platform_device_count=4 (it inherits the compile cache).
 """
 
-import os
 import subprocess
 import sys
 import textwrap
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from cli_util import ROOT, cpu_devices_env
 
 CHECK = textwrap.dedent(r"""
     import dataclasses, os
@@ -69,9 +68,7 @@ CHECK = textwrap.dedent(r"""
 
 
 def test_sharded_run_matches_unsharded_and_spreads_the_state():
-  env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
-             + " --xla_force_host_platform_device_count=4",
-             JAX_PLATFORMS="cpu")
+  env = cpu_devices_env(4, JAX_PLATFORMS="cpu")
   proc = subprocess.run([sys.executable, "-c", CHECK], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -79,9 +76,7 @@ def test_sharded_run_matches_unsharded_and_spreads_the_state():
 
 
 def test_cli_refuses_members_not_divisible_by_devices(tmp_path):
-  env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
-             + " --xla_force_host_platform_device_count=4",
-             JAX_PLATFORMS="cpu")
+  env = cpu_devices_env(4, JAX_PLATFORMS="cpu")
   run_dir = tmp_path / "run"
   proc = subprocess.run(
       [sys.executable, "-m", "experiments.run", "--env_id=Pendulum-v1", "--num_seeds=3",
