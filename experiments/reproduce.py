@@ -7,8 +7,8 @@ r"""Rerun a claim of the SAC paper from one command: runs, a figure, a table and
 Claims (paper section 5; the task flagfiles carry the reward scales calibrated on v5):
 
     tasks        every task flagfile learns: the paper configuration (and, as a second
-                 line, the later SAC of modern.flags) on HalfCheetah, Hopper, Walker2d and
-                 Ant; holds per task when the mean final return over seeds reaches the
+                 line, the later SAC of modern.flags: 100k steps at the cpu budget) on
+                 HalfCheetah, Hopper, Walker2d and Ant; holds per task when the mean final return over seeds reaches the
                  bar (HalfCheetah 3,500, Hopper 1,500, Walker2d 1,000, Ant 1,000), judged
                  by the bootstrap interval of the mean.
     sac_vs_ddpg  SAC (paper configuration, G = 1) against DDPG (ddpg.flags, G = 1; and
@@ -35,8 +35,7 @@ Claims (paper section 5; the task flagfiles carry the reward scales calibrated o
     parity       (beyond the paper) learning parity with a peer: sac_jax with modern.flags
                  (SAC 2018b) against stable-baselines-jax's SAC (experiments/peer_learning.py:
                  the same settings, the same evaluation protocol), compared at 100k steps at
-                 the cpu budget (the peer runs 100k; ours is the `tasks` claim's 300k modern
-                 run, cut at 100k), on --tasks (default HalfCheetah and Hopper); parts per task and
+                 the cpu budget (ours is the `tasks` claim's modern run), on --tasks (default HalfCheetah and Hopper); parts per task and
                  statistic (final, AUC): "sac_jax is not below the peer beyond seed noise":
                  does not hold if the peer is higher (one-sided permutation p < 0.05);
                  else holds if the bootstrap interval of peer - sac_jax lies below 15% of
@@ -50,8 +49,8 @@ Claims (paper section 5; the task flagfiles carry the reward scales calibrated o
 
 Runs are shared between claims: a run is named by what it trains (e.g. halfcheetah-paper,
 the SAC arm of five claims), and each comparison meets its two arms at equal env steps
-(both curves cut at the shorter one's horizon: G = 4 and 16 run 100k steps at the cpu budget,
-the rest 300k, so SAC meets DDPG G = 1 at 300k and DDPG G = 4 at 100k).
+(both curves cut at the shorter one's horizon: G = 4 and 16, the overlap and modern runs and
+the peer run 100k steps at the cpu budget, the rest 300k, so SAC meets DDPG G = 1 at 300k and DDPG G = 4 at 100k).
 
 Budgets: `smoke` (tiny networks, a few hundred steps: checks the plumbing in a minute or
 two; its verdicts mean nothing), `cpu` (what a 2-core CPU does in hours; steps per claim in
@@ -70,6 +69,13 @@ Every run is an `experiments.run` process (the parity claim's peer: an
 checkpoints and skips finished ones. Outputs in --out (default
 <runs_dir>/<budget>/claims/<claim>): figure.png, table.md, verdict.json, returns.csv (per
 seed: final, AUC, max) and curves.csv (every evaluation).
+
+A run directory lives on the machine that trained it. Each complete run (cpu and paper
+budgets) is also archived in the repository, docs/reproduction/runs/<budget>/<run>.csv (every
+evaluation) and .json (its configuration with the flagfiles expanded, the command): a later
+command on any machine reads it instead of training again, as long as the configuration the
+claim would train now is the archived one (a recalibrated flagfile makes the archive stale:
+--status names the flags that differ). experiments/run_archive.py.
 """
 
 from __future__ import annotations
@@ -88,10 +94,12 @@ from absl import flags
 
 import numpy as np
 
+from experiments import run_archive
 from experiments import verdict as V
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS_DIR = os.path.join("experiments", "flags")
+ARCHIVE = os.path.join(REPO, "docs", "reproduction", "runs")
 
 TASKS = ("halfcheetah", "hopper", "walker2d", "ant")
 THRESHOLDS = dict(halfcheetah=3500.0, hopper=1500.0, walker2d=1000.0, ant=1000.0)
@@ -128,6 +136,10 @@ flags.DEFINE_integer("seeds", None, f"seeds per arm (default {SEEDS}; 2 for smok
 flags.DEFINE_list("tasks", list(TASKS), "tasks of the per-task claims (default all; "
                   "parity: " + ", ".join(CLAIM_TASKS["parity"]) + ")")
 flags.DEFINE_list("arms", None, "only these arms (default all), e.g. --arms=paper")
+flags.DEFINE_string("archive_dir", None, "finished runs kept in the repository (curve and "
+                    "configuration; experiments/run_archive.py): a run complete there is "
+                    "not trained again. Default docs/reproduction/runs for the cpu and "
+                    "paper budgets, none for smoke; --archive_dir= turns it off")
 flags.DEFINE_bool("analyze_only", False, "do not run anything: analyze the runs there are")
 flags.DEFINE_bool("status", False, "do not run or analyze anything: say where each run of "
                   "the claim stands (all claims' runs without --claim)")
@@ -159,6 +171,13 @@ def _paper(t: str) -> Run:
   return Run(f"{t}-paper", t)
 
 
+def _modern(t: str) -> Run:
+  # SAC 2018b (256 x 256, twin Q, batch 256) costs about 5x the paper configuration's
+  # update: at the cpu budget it runs the short length (the parity claim's 100k), so that
+  # one run finishes within a session of this 2-core machine.
+  return Run(f"{t}-modern", t, (MODERN,), "short")
+
+
 def plan(claim: str, tasks: Sequence[str] = TASKS) -> list[Arm]:
   """The arms of a claim (each names its run)."""
   for t in tasks:
@@ -167,7 +186,7 @@ def plan(claim: str, tasks: Sequence[str] = TASKS) -> list[Arm]:
   if claim == "tasks":
     return [a for t in tasks for a in (
         Arm("paper", _paper(t), t),
-        Arm("modern", Run(f"{t}-modern", t, (MODERN,)), t))]
+        Arm("modern", _modern(t), t))]
   if claim == "sac_vs_ddpg":
     arms = []
     for t in tasks:
@@ -199,9 +218,8 @@ def plan(claim: str, tasks: Sequence[str] = TASKS) -> list[Arm]:
         Arm("overlap", Run(f"{t}-overlap", t, ("--overlap",), "short"), t))]
   if claim == "parity":
     return [a for t in tasks for a in (
-        # Ours is the `tasks` claim's modern run (300k at the cpu budget), compared with
-        # the peer's 100k at 100k (analyze cuts at the shorter horizon): one run serves both.
-        Arm("sac_jax modern", Run(f"{t}-modern", t, (MODERN,)), t),
+        # Ours is the `tasks` claim's modern run: one run serves both.
+        Arm("sac_jax modern", _modern(t), t),
         Arm("stable-baselines-jax", Run(f"{t}-sbx", t, (), "short", PEER_RUNNER), t))]
   if claim == "components":
     return [Arm(f"K={k}", _paper("halfcheetah") if k == 4 else
@@ -248,15 +266,12 @@ def run_flags(budget: str, run: Run, seed: int, seeds: int, run_dir: str,
                  f"--checkpoint_every={max(steps // 10, 5000)}"]
 
 
-def read_arm(run_dir: str) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-  """(env steps [T], {seed: returns [T]}) of a run from its metrics.csv (missing: NaN)."""
-  path = os.path.join(run_dir, "metrics.csv")
-  by_seed: dict[int, dict[int, float]] = {}
-  with open(path, newline="") as f:
-    for row in csv.DictReader(f):
-      r = row.get("eval_return")
-      by_seed.setdefault(int(row["seed"]), {})[int(row["env_step"])] = (
-          float(r) if r not in ("", None) else np.nan)
+def read_arm(path: str) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+  """(env steps [T], {seed: returns [T]}) of a run from its metrics.csv, or from an archived
+  <run>.csv (a path to a file; a directory means its metrics.csv). Missing: NaN."""
+  if os.path.isdir(path):
+    path = os.path.join(path, "metrics.csv")
+  by_seed = run_archive.read_curves(path)
   steps = np.array(sorted({s for d in by_seed.values() for s in d}), np.int64)
   return steps, {s: np.array([d.get(int(t), np.nan) for t in steps])
                  for s, d in sorted(by_seed.items())}
@@ -519,11 +534,17 @@ def plot(path: str, claim: str, arms: Sequence[Arm], data: dict, result: dict) -
   plt.close(fig)
 
 
-def run_status(run: Run, run_dir: str, budget: str, first_seed: int, seeds: int) -> dict:
+def run_status(run: Run, run_dir: str, budget: str, first_seed: int, seeds: int,
+               archived: str | None = None, archive_note: str = "") -> dict:
   """Where a run stands, from its run directory: state "not started", "under way" or
-  "complete"; per seed the last evaluated env step; the checkpoint a rerun resumes from."""
+  "complete"; per seed the last evaluated env step; the checkpoint a rerun resumes from.
+  `archived`: the run's archived curve (run_archive.lookup), which makes it complete."""
   want = list(range(first_seed, first_seed + seeds))
   target = target_steps(budget, run)
+  if archived:
+    return dict(run=run.name, state="complete", target=target,
+                reached={s: target for s in want}, complete=want, resume={},
+                runner=run.runner, archived=archived, archive_note="")
   reached = {s: 0 for s in want}
   path = os.path.join(run_dir, "metrics.csv")
   if os.path.exists(path):
@@ -546,10 +567,20 @@ def run_status(run: Run, run_dir: str, budget: str, first_seed: int, seeds: int)
     steps = [int(n) for n in names if n.isdigit()]
     resume = {"all": max(steps)} if steps else {}
   return dict(run=run.name, state=state, target=target, reached=reached,
-              complete=complete, resume=resume, runner=run.runner)
+              complete=complete, resume=resume, runner=run.runner, archived=None,
+              archive_note=archive_note)
 
 
 def format_status(st: dict) -> str:
+  line = _format_status(st)
+  if st.get("archived"):
+    line += f"; in the archive {os.path.relpath(st['archived'], REPO)}"
+  if st.get("archive_note"):
+    line += f"; {st['archive_note']}"
+  return line
+
+
+def _format_status(st: dict) -> str:
   n, target = len(st["reached"]), st["target"]
   line = f"{st['run']:<28} {st['state']:<11}"
   if st["state"] == "not started":
@@ -577,6 +608,30 @@ def format_status(st: dict) -> str:
   return line
 
 
+def archive_dir(flag: str | None, budget: str) -> str | None:
+  """<archive>/<budget>: --archive_dir, else docs/reproduction/runs for the cpu and paper
+  budgets (smoke runs are not archived unless asked); --archive_dir= turns it off."""
+  if flag is None:
+    flag = "" if budget == "smoke" else ARCHIVE
+  return os.path.join(os.path.abspath(flag), budget) if flag else None
+
+
+def _complete(run: Run, run_dir: str, budget: str, first_seed: int, seeds: int) -> bool:
+  return run_status(run, run_dir, budget, first_seed, seeds)["state"] == "complete"
+
+
+def archive_run(archive: str, run: Run, run_dir: str, argv: Sequence[str], command: str,
+                target: int) -> str:
+  """Copy a complete run's evaluations (its complete seeds, up to the target) and its
+  configuration into the archive; returns the archived curve's path."""
+  by_seed = run_archive.read_curves(os.path.join(run_dir, "metrics.csv"))
+  curves = {s: [(t, r) for t, r in d.items() if t <= target]
+            for s, d in by_seed.items() if max(d) >= target}
+  run_archive.write(archive, run.name, run.runner, run_archive.resolve(argv, REPO), command,
+                    target, curves, source=f"run directory {run_dir}")
+  return run_archive.paths(archive, run.name)[0]
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected argument(s) {argv[1:]}")
@@ -601,18 +656,34 @@ def main(argv):
   base = os.path.abspath(os.path.join(F.runs_dir, F.budget))
   out_dir = F.out or os.path.join(base, "claims", F.claim or "")
   runs = list(dict.fromkeys(a.run for a in arms))
+  archive = archive_dir(F.archive_dir, F.budget)
+  want = list(range(F.first_seed, F.first_seed + seeds))
+  argvs = {r: run_flags(F.budget, r, F.first_seed, seeds, os.path.join(base, r.name), F.peer)
+           for r in runs}
+  # A run complete in the archive is not trained again: its archived curve is its data.
+  found = {r: run_archive.lookup(archive, r.name, run_archive.resolve(argvs[r], REPO), want,
+                                 target_steps(F.budget, r)) for r in runs}
   if F.status:
-    print(f"[reproduce {F.claim or 'all claims'}] {F.budget} budget, runs in {base}:")
+    print(f"[reproduce {F.claim or 'all claims'}] {F.budget} budget, runs in {base}"
+          + (f", archive {os.path.relpath(archive, REPO)}" if archive else "") + ":")
     for r in runs:
       print("  " + format_status(run_status(r, os.path.join(base, r.name), F.budget,
-                                            F.first_seed, seeds)))
+                                            F.first_seed, seeds, *found[r])))
     print("A rerun of the claim's command (without --status) resumes every run under way.")
     return 0
-  commands = []
+  commands, sources = [], {}
   for r in runs:
-    cmd = [sys.executable, "-m", r.runner, *run_flags(
-        F.budget, r, F.first_seed, seeds, os.path.join(base, r.name), F.peer)]
+    run_dir = os.path.join(base, r.name)
+    cmd = [sys.executable, "-m", r.runner, *argvs[r]]
     commands.append(" ".join(["python"] + cmd[1:]))
+    archived, why = found[r]
+    if archived and not _complete(r, run_dir, F.budget, F.first_seed, seeds):
+      print(f"[reproduce {F.claim}] run {r.name} is complete in the archive "
+            f"{os.path.relpath(archived, REPO)}: not trained again", flush=True)
+      sources[r] = archived
+      continue
+    if why:
+      print(f"[reproduce {F.claim}] run {r.name}: {why}", flush=True)
     if F.analyze_only:
       continue
     print(f"[reproduce {F.claim}] run {r.name}: {' '.join(cmd[3:])}", flush=True)
@@ -624,13 +695,21 @@ def main(argv):
       return rc
     print(f"[reproduce {F.claim}] run {r.name} finished in {time.time() - t0:.0f} s",
           flush=True)
-  missing = [r.name for r in runs
-             if not os.path.exists(os.path.join(base, r.name, "metrics.csv"))]
+    # Archived only after the runner itself accepted the run directory's flags as this
+    # command's (it refuses to resume or extend a run made with other flags).
+    if archive and _complete(r, run_dir, F.budget, F.first_seed, seeds):
+      path = archive_run(archive, r, run_dir, argvs[r], commands[-1],
+                         target_steps(F.budget, r))
+      print(f"[reproduce {F.claim}] run {r.name} archived in "
+            f"{os.path.relpath(path, REPO)}", flush=True)
+  missing = [r.name for r in runs if r not in sources and
+             not os.path.exists(os.path.join(base, r.name, "metrics.csv"))]
   if missing:
     raise app.UsageError(
         f"--analyze_only: no metrics.csv in {base} for run(s) {', '.join(missing)}: run "
         "the claim without --analyze_only, or leave those arms out with --arms/--tasks")
-  data = {_key(a): read_arm(os.path.join(base, a.run.name)) for a in arms}
+  data = {_key(a): read_arm(sources.get(a.run, os.path.join(base, a.run.name)))
+          for a in arms}
   result = analyze(F.claim, arms, data, F.budget)
   if F.peer == "random" and any(r.runner == PEER_RUNNER for r in runs):
     result["note"] = (result.get("note", "") + " The stable-baselines-jax arm is the "

@@ -4,6 +4,7 @@ processes, tiny networks, 300 env steps), its outputs, resume, and bad input."""
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -43,10 +44,10 @@ def _check_outputs(out, claim, arms):
 def test_smoke_budget_of_the_halfcheetah_claims(tmp_path):
   """hard, grad_steps, components and seeds share their runs (halfcheetah-paper is an arm
   of all four): 8 experiments.run processes in all."""
-  runs = tmp_path / "runs"
+  runs, archive = tmp_path / "runs", tmp_path / "archive"
   for claim, arms in (("hard", 2), ("grad_steps", 3), ("components", 4), ("seeds", 2)):
     out = tmp_path / claim
-    res = _reproduce(runs, f"--claim={claim}", f"--out={out}")
+    res = _reproduce(runs, f"--claim={claim}", f"--out={out}", f"--archive_dir={archive}")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     result = _check_outputs(out, claim, arms)
     if claim == "hard":
@@ -58,6 +59,22 @@ def test_smoke_budget_of_the_halfcheetah_claims(tmp_path):
   # Rerunning a claim finds its runs complete and recomputes the same statistics.
   again = _reproduce(runs, "--claim=hard", f"--out={tmp_path}/hard")
   assert again.returncode == 0 and "is complete" in again.stdout, again.stdout[-2000:]
+  assert json.loads((tmp_path / "hard" / "verdict.json").read_text())["arms"] == \
+      first["arms"]
+  # Each complete run was archived: its every evaluation, as its metrics.csv has them.
+  assert sorted(p.name for p in (archive / "smoke").iterdir()) == sorted(
+      f"{r}.{ext}" for r in os.listdir(runs / "smoke") if r != "claims"
+      for ext in ("csv", "json"))
+  from experiments import run_archive
+  for r in os.listdir(runs / "smoke"):
+    if r != "claims":
+      assert run_archive.read_curves(str(archive / "smoke" / f"{r}.csv")) == \
+          run_archive.read_curves(str(runs / "smoke" / r / "metrics.csv")), r
+  # The machine's run directories gone, the archive alone gives the same verdict.
+  shutil.rmtree(runs)
+  again = _reproduce(runs, "--claim=hard", f"--out={tmp_path}/hard",
+                     f"--archive_dir={archive}")
+  assert again.returncode == 0 and again.stdout.count("complete in the archive") == 2
   assert json.loads((tmp_path / "hard" / "verdict.json").read_text())["arms"] == \
       first["arms"]
 
@@ -153,12 +170,12 @@ def test_parity_parts_per_task_and_the_run_commands():
   assert cpu == ["--env_id=HalfCheetah-v5", "--seed=100", "--num_seeds=5",
                  "--run_dir=/r/halfcheetah-sbx", "--peer=sbx", "--total_env_steps=100000",
                  "--eval_every=5000", "--eval_episodes=5"]
-  # Ours is the tasks claim's modern run (300k), compared with the peer at 100k.
+  # Ours is the tasks claim's modern run, 100k steps like the peer's at the cpu budget.
   assert ours == next(a.run for a in reproduce.plan("tasks", ("halfcheetah",))
                       if a.label == "modern")
   mine = reproduce.run_flags("cpu", ours, 100, 5, "/r/halfcheetah-modern")
   assert "--flagfile=experiments/flags/modern.flags" in mine
-  assert "--total_env_steps=300000" in mine
+  assert "--total_env_steps=100000" in mine and "--buffer_size=100000" in mine
   for flag in ("--eval_every=5000", "--eval_episodes=5", "--seed=100", "--num_seeds=5"):
     assert flag in mine and flag in cpu
 
