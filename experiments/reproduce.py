@@ -340,6 +340,11 @@ def analyze(claim: str, arms: Sequence[Arm], data: dict[str, tuple], budget: str
                                verdict=v, mean=s["final_mean"], ci95=[float(lo), float(hi)],
                                meets_bar=bool(s["final_mean"] >= bar),
                                env_steps=s["env_steps"]))
+    # The second line, side by side (descriptive, no verdict): each task's arms at the
+    # shortest one's horizon (the modern runs' 100k at the cpu budget).
+    out["side_by_side"] = [c for t in dict.fromkeys(a.panel for a in arms)
+                           if len(ks := [k for k in stats if stats[k]["panel"] == t]) > 1
+                           for c in common(*ks)]
   elif claim == "sac_vs_ddpg":
     for t in dict.fromkeys(a.panel for a in arms):
       sac = key(t, "SAC")
@@ -482,6 +487,15 @@ def table_markdown(result: dict) -> str:
                  f"{s['final_mean']:,.0f} ± {s['final_std']:,.0f} | "
                  + ", ".join(f"{x:,.0f}" for x in s["final"]) +
                  f" | {s['max_mean']:,.0f} |")
+  if result.get("side_by_side"):
+    lines += ["", "Side by side at equal env steps (descriptive, no verdict):", "",
+              "| arm | seeds | env steps | final (mean ± sd) | per seed | AUC (mean) | "
+              "max over evals (mean) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for s in result["side_by_side"]:
+      lines.append(f"| {s['panel']} {s['arm']} | {len(s['seeds'])} | {s['env_steps']:,} | "
+                   f"{s['final_mean']:,.0f} ± {s['final_std']:,.0f} | "
+                   + ", ".join(f"{x:,.0f}" for x in s["final"]) +
+                   f" | {np.mean(s['auc']):,.0f} | {s['max_mean']:,.0f} |")
   lines += ["", "| part | at env steps | verdict | effect [95% interval] | p |",
             "| --- | --- | --- | --- | --- |"]
   for p in result["parts"]:

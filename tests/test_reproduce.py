@@ -321,6 +321,17 @@ def test_tasks_arms_keep_their_own_horizons():
   assert r["arms"]["halfcheetah/paper"]["env_steps"] == 25000
   assert r["arms"]["halfcheetah/paper"]["final_mean"] == pytest.approx(3001.0)
   assert r["arms"]["halfcheetah/modern"]["env_steps"] == 15000
+  # The second line side by side at the shorter horizon (descriptive): paper cut at 15k.
+  side = {s["arm"]: s for s in r["side_by_side"]}
+  assert {s["env_steps"] for s in side.values()} == {15000}
+  assert side["paper"]["final_mean"] == pytest.approx(1001.0)   # (0 + 1000 + 2000) / 3 + 1
+  assert side["modern"]["final_mean"] == pytest.approx(467.6667, abs=1e-3)
+  table = reproduce.table_markdown(r)
+  assert "| halfcheetah paper | 3 | 15,000 | 1,001 ± 1 | 1,000, 1,001, 1,002 |" in table
+  # One arm alone: nothing to set beside it.
+  one = reproduce.analyze("tasks", reproduce.plan("tasks", ("halfcheetah",))[:1],
+                          {"halfcheetah/paper": (steps, paper)}, "cpu")
+  assert one["side_by_side"] == [] and "Side by side" not in reproduce.table_markdown(one)
   arms = reproduce.plan("parity", ("halfcheetah",))
   data = {"halfcheetah/sac_jax modern": (steps, paper),
           "halfcheetah/stable-baselines-jax": (steps[:3], modern)}
