@@ -119,7 +119,7 @@ def lookup(archive: str | None, run: str, config: dict[str, str], seeds: Sequenc
         f"{k}: {old.get(k, 'unset')} there, {config.get(k, 'unset')} now" for k in diff)
         + "): not used")
   curves = read_curves(csv_path)
-  short = [s for s in seeds if max(curves.get(s, {0: 0}), default=0) < target]
+  short = [s for s in seeds if max(curves.get(s, {}), default=0) < target]
   if short:
     return None, (f"archived without seed(s) {', '.join(map(str, short))} at "
                   f"{target:,} env steps: not used")
