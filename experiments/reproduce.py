@@ -8,9 +8,9 @@ Claims (paper section 5; the task flagfiles carry the reward scales calibrated o
 
     tasks        every task flagfile learns: the paper configuration (and, as a second
                  line, the later SAC of modern.flags: 100k steps at the cpu budget) on
-                 HalfCheetah, Hopper, Walker2d and Ant; holds per task when the mean final return over seeds reaches the
-                 bar (HalfCheetah 3,500, Hopper 1,500, Walker2d 1,000, Ant 1,000), judged
-                 by the bootstrap interval of the mean.
+                 HalfCheetah, Hopper, Walker2d and Ant; holds per task when the mean final
+                 return over seeds reaches the bar (HalfCheetah 3,500, Hopper 1,500,
+                 Walker2d 1,000, Ant 1,000), judged by the bootstrap interval of the mean.
     sac_vs_ddpg  SAC (paper configuration, G = 1) against DDPG (ddpg.flags, G = 1; and
                  G = 4 on HalfCheetah) on each task; direction: SAC's final return and area
                  under the curve are higher.
@@ -35,7 +35,8 @@ Claims (paper section 5; the task flagfiles carry the reward scales calibrated o
     parity       (beyond the paper) learning parity with a peer: sac_jax with modern.flags
                  (SAC 2018b) against stable-baselines-jax's SAC (experiments/peer_learning.py:
                  the same settings, the same evaluation protocol), compared at 100k steps at
-                 the cpu budget (ours is the `tasks` claim's modern run), on --tasks (default HalfCheetah and Hopper); parts per task and
+                 the cpu budget (ours is the `tasks` claim's modern run), on --tasks
+                 (default HalfCheetah and Hopper); parts per task and
                  statistic (final, AUC): "sac_jax is not below the peer beyond seed noise":
                  does not hold if the peer is higher (one-sided permutation p < 0.05);
                  else holds if the bootstrap interval of peer - sac_jax lies below 15% of
@@ -50,7 +51,8 @@ Claims (paper section 5; the task flagfiles carry the reward scales calibrated o
 Runs are shared between claims: a run is named by what it trains (e.g. halfcheetah-paper,
 the SAC arm of five claims), and each comparison meets its two arms at equal env steps
 (both curves cut at the shorter one's horizon: G = 4 and 16, the overlap and modern runs and
-the peer run 100k steps at the cpu budget, the rest 300k, so SAC meets DDPG G = 1 at 300k and DDPG G = 4 at 100k).
+the peer run 100k steps at the cpu budget, the rest 300k, so SAC meets DDPG G = 1 at 300k
+and DDPG G = 4 at 100k).
 
 Budgets: `smoke` (tiny networks, a few hundred steps: checks the plumbing in a minute or
 two; its verdicts mean nothing), `cpu` (what a 2-core CPU does in hours; steps per claim in
@@ -711,7 +713,9 @@ def main(argv):
           flush=True)
     # Archived only after the runner itself accepted the run directory's flags as this
     # command's (it refuses to resume or extend a run made with other flags).
-    if archive and _complete(r, run_dir, F.budget, F.first_seed, seeds):
+    # (Never the uniform-random stand-in of --peer=random.)
+    if (archive and _complete(r, run_dir, F.budget, F.first_seed, seeds)
+        and not (r.runner == PEER_RUNNER and F.peer == "random")):
       path = archive_run(archive, r, run_dir, argvs[r], commands[-1],
                          target_steps(F.budget, r))
       print(f"[reproduce {F.claim}] run {r.name} archived in "
