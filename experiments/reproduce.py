@@ -666,6 +666,14 @@ def main(argv):
       raise app.UsageError(f"--arms {sorted(unknown)}: this claim's arms are "
                            f"{sorted({a.label for a in arms})}")
     arms = [a for a in arms if a.label in F.arms]
+  left_out = []   # what a subset (--tasks, --arms) leaves untested, said in the outputs
+  if F.claim:
+    default = CLAIM_TASKS.get(F.claim, TASKS)
+    if (gone := [t for t in default if t not in F.tasks]) and F["tasks"].present:
+      left_out.append("tasks " + ", ".join(gone))
+    if gone_arms := [f"{a.panel} {a.label}".strip() for a in plan(F.claim, F.tasks if
+                     F["tasks"].present else default) if a not in arms]:
+      left_out.append("arms " + ", ".join(gone_arms))
   seeds = F.seeds or (2 if F.budget == "smoke" else SEEDS)
   if seeds < 2:
     raise app.UsageError(f"--seeds={seeds}: a verdict needs 2 or more seeds per arm")
@@ -729,6 +737,10 @@ def main(argv):
   data = {_key(a): read_arm(sources.get(a.run, os.path.join(base, a.run.name)))
           for a in arms}
   result = analyze(F.claim, arms, data, F.budget)
+  if left_out:
+    result["note"] = (result.get("note", "") + " Left out of this analysis: " + "; ".join(
+        left_out) + ". The parts that need them are not tested: the verdict covers only "
+        "the parts listed.").strip()
   if F.peer == "random" and any(r.runner == PEER_RUNNER for r in runs):
     result["note"] = (result.get("note", "") + " The stable-baselines-jax arm is the "
                       "uniform-random stand-in of --peer=random.").strip()

@@ -102,6 +102,13 @@ def test_reproduce_reads_archived_runs_instead_of_training(tmp_path):
   # final = mean of the last 3 evaluations: level + seed + (1 + 2 + 3)
   assert finals == {"halfcheetah-paper": [1102.0, 1103.0],
                     "halfcheetah-hard": [2102.0, 2103.0]}
+  assert "Left out" not in (tmp_path / "o" / "table.md").read_text()
+  # A subset of the arms: the outputs say what was left untested.
+  res = _reproduce(runs, "--claim=hard", "--arms=hard (alpha=0)", f"--archive_dir={archive}",
+                   f"--out={tmp_path}/sub")
+  assert res.returncode == 0, res.stderr[-2000:]
+  assert ("Left out of this analysis: arms soft (alpha=1). The parts that need them are "
+          "not tested") in (tmp_path / "sub" / "table.md").read_text()
   # Stale: the archived soft run was trained with another reward scale.
   meta_path = archive / "smoke" / "halfcheetah-paper.json"
   meta = json.loads(meta_path.read_text())
