@@ -660,20 +660,20 @@ def main(argv):
                                              else CLAIM_TASKS.get(c, TASKS))]
   except ValueError as e:
     raise app.UsageError(str(e)) from None
+  planned = arms
   if F.arms:
     unknown = set(F.arms) - {a.label for a in arms}
     if unknown:
       raise app.UsageError(f"--arms {sorted(unknown)}: this claim's arms are "
                            f"{sorted({a.label for a in arms})}")
     arms = [a for a in arms if a.label in F.arms]
-  left_out = []   # what a subset (--tasks, --arms) leaves untested, said in the outputs
-  if F.claim:
-    default = CLAIM_TASKS.get(F.claim, TASKS)
-    if (gone := [t for t in default if t not in F.tasks]) and F["tasks"].present:
-      left_out.append("tasks " + ", ".join(gone))
-    if gone_arms := [f"{a.panel} {a.label}".strip() for a in plan(F.claim, F.tasks if
-                     F["tasks"].present else default) if a not in arms]:
-      left_out.append("arms " + ", ".join(gone_arms))
+  # What a subset (--tasks, --arms) leaves untested: said in the outputs.
+  left_out = []
+  if F.claim and F["tasks"].present and (gone := [
+      t for t in CLAIM_TASKS.get(F.claim, TASKS) if t not in F.tasks]):
+    left_out.append("tasks " + ", ".join(gone))
+  if gone_arms := [f"{a.panel} {a.label}".strip() for a in planned if a not in arms]:
+    left_out.append("arms " + ", ".join(gone_arms))
   seeds = F.seeds or (2 if F.budget == "smoke" else SEEDS)
   if seeds < 2:
     raise app.UsageError(f"--seeds={seeds}: a verdict needs 2 or more seeds per arm")
