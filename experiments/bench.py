@@ -242,6 +242,8 @@ def run_peer_case(env_id: str, warmup: int, measure: int) -> dict:
   from experiments.peer_learning import SBX_SETTINGS
   model = SAC("MlpPolicy", env, learning_starts=warmup, buffer_size=warmup + measure,
               seed=0, verbose=0, **SBX_SETTINGS)
+  from stable_baselines3.common.logger import Logger
+  model.set_logger(Logger(None, []))   # the default one leaves an empty /tmp/SB3-* folder
   timer = Timer()
   model.learn(total_timesteps=warmup + measure, callback=timer)
   sec = time.perf_counter() - timer.t0

@@ -170,13 +170,20 @@ def sbx_peer(cfg: PeerConfig) -> Peer:
   import cloudpickle   # a dependency of stable-baselines3: sbx's jitted closures pickle
   import gymnasium as gym
   from sbx import SAC
+  from stable_baselines3.common.logger import Logger
+
+  def quiet(model: Model) -> Model:
+    # stable-baselines' default logger makes an empty /tmp/SB3-<time> folder at every
+    # learn() call (once per evaluation here); a logger without outputs makes none.
+    model.set_logger(Logger(None, []))
+    return model
 
   def make_env():
     # sac_jax's training env: actions rescaled to [-1, 1] (sac_jax.envs).
     return gym.wrappers.RescaleAction(gym.make(cfg.env_id), -1.0, 1.0)
 
   def make(seed: int) -> Model:
-    return SAC("MlpPolicy", make_env(), seed=seed, verbose=0, **sbx_kwargs(cfg))
+    return quiet(SAC("MlpPolicy", make_env(), seed=seed, verbose=0, **sbx_kwargs(cfg)))
 
   def save(model) -> bytes:
     env, model.env = model.env, None   # the env's MuJoCo state does not pickle; not kept
@@ -193,7 +200,7 @@ def sbx_peer(cfg: PeerConfig) -> Peer:
     random.setstate(py_state)
     model.set_env(make_env())          # drops the last observation: learn() resets the env
     model.env.seed(resume_env_seed(seed, env_step))
-    return model
+    return quiet(model)
   return Peer(make, save, load)
 
 
