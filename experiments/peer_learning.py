@@ -172,6 +172,8 @@ def sbx_peer(cfg: PeerConfig) -> Peer:
   from sbx import SAC
   from stable_baselines3.common.logger import Logger
 
+  from sac_jax import envs
+
   def quiet(model: Model) -> Model:
     # stable-baselines' default logger makes an empty /tmp/SB3-<time> folder at every
     # learn() call (once per evaluation here); a logger without outputs makes none.
@@ -180,6 +182,7 @@ def sbx_peer(cfg: PeerConfig) -> Peer:
 
   def make_env():
     # sac_jax's training env: actions rescaled to [-1, 1] (sac_jax.envs).
+    envs.show_mujoco_warnings_once()
     return gym.wrappers.RescaleAction(gym.make(cfg.env_id), -1.0, 1.0)
 
   def make(seed: int) -> Model:

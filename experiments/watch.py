@@ -229,6 +229,7 @@ def main(argv) -> int:
     if env_id is not None and is_mujoco(env_id):
       # Before anything imports mujoco, and before jax (whose threads dislike a fork).
       backend = choose_mujoco_gl()
+  from sac_jax import envs
   from sac_jax import policy as policy_lib
   try:
     policy = policy_lib.load_policy(run_dir, member=FLAGS.member, step=FLAGS.step,
@@ -242,6 +243,7 @@ def main(argv) -> int:
   if FLAGS.max_episode_steps:
     kwargs["max_episode_steps"] = FLAGS.max_episode_steps
   env_id = policy.env_id
+  envs.show_mujoco_warnings_once()
   env = gym.make(env_id, **kwargs)
   kind = "deterministic" if FLAGS.deterministic else f"stochastic (PRNG seed {FLAGS.seed})"
   print(f"[{env_id}] {policy.algorithm} member {policy.member} of {policy.num_members} at "

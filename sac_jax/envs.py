@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import sys
 from typing import Sequence
 
 import gymnasium as gym
@@ -48,6 +49,7 @@ def check_env_id(env_id: str) -> gym.Env:
     close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise EnvSpecError(f"env_id={env_id!r} is not a registered gymnasium env{hint}")
+  show_mujoco_warnings_once()
   env = gym.make(env_id)
   if not isinstance(env.action_space, gym.spaces.Box):
     env.close()
@@ -86,8 +88,34 @@ def eval_seed(member_seed: int, call: int, slot: int) -> int:
 
 def _make(env_id: str):
   def thunk():
+    show_mujoco_warnings_once()
     return gym.wrappers.RescaleAction(gym.make(env_id), -1.0, 1.0)
   return thunk
+
+
+_MUJOCO_WARNINGS_SEEN: set[str] = set()
+
+
+def _mujoco_warning(message: str) -> None:
+  if message not in _MUJOCO_WARNINGS_SEEN:
+    _MUJOCO_WARNINGS_SEEN.add(message)
+    print(f"WARNING (MuJoCo): {message} (shown once per process)", file=sys.stderr,
+          flush=True)
+
+
+def show_mujoco_warnings_once() -> None:
+  """Every env this module makes calls this first. MuJoCo prints its warnings at every model compile: gymnasium's half_cheetah.xml
+  raises a deprecation warning under MuJoCo 4 for each of a run's envs (and again at
+  every resume). Each distinct warning is shown once per process instead; a handler
+  the user installed is left alone."""
+  mujoco = sys.modules.get("mujoco")
+  if mujoco is None:
+    try:
+      import mujoco
+    except ImportError:  # no MuJoCo envs: nothing to do
+      return
+  if mujoco.get_mju_user_warning() is None:
+    mujoco.set_mju_user_warning(_mujoco_warning)
 
 
 class TrainEnvs:

@@ -6,6 +6,9 @@ Also defines two tiny test envs, importable by subprocesses as
 tests use for the non-Box observation error.
 """
 
+import subprocess
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -222,3 +225,40 @@ def test_check_env_id_accepts_module_colon_id():
   assert e.action_space.shape == (2,)
   e.close()
   assert envs.env_dims("InvertedPendulum-v5") == (4, 1)
+
+
+_XML = ("<mujoco><compiler settotalmass='3'/><worldbody><body><joint type='hinge'/>"
+        "<geom size='.1'/></body></worldbody></mujoco>")
+_WARN = ("import mujoco, numpy as np\n"
+         f"for _ in range(2):\n"
+         f"  m = mujoco.MjModel.from_xml_string({_XML!r})\n"   # a deprecation warning
+         "  d = mujoco.MjData(m); d.qpos[:] = np.nan; mujoco.mj_step(m, d)\n")  # unstable
+
+
+def test_a_mujoco_warning_is_shown_once_per_process_not_once_per_env():
+  """MuJoCo prints a warning at every model compile (gymnasium's half_cheetah.xml raises a
+  deprecation under MuJoCo 4 for each of a run's envs): once sac_jax made an env, every
+  distinct warning is shown once per process, none hidden."""
+  code = ("from sac_jax import envs\n"
+          "envs.check_env_id('HalfCheetah-v5')\n"
+          "envs.TrainEnvs('HalfCheetah-v5', 2, seed=0)\n"
+          "envs.EvalEnvs('HalfCheetah-v5', [0, 1], 2)\n" + _WARN)
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  out = proc.stdout + proc.stderr
+  assert out.count("'settotalmass' is deprecated") == 1, out
+  assert out.count("Nan, Inf or huge value in QPOS") == 1, out
+  assert out.count("WARNING (MuJoCo)") == 2, out
+
+
+def test_a_mujoco_warning_handler_of_the_user_is_left_alone():
+  code = ("import mujoco\n"
+          "mujoco.set_mju_user_warning(lambda m: print('MINE', m))\n"
+          "from sac_jax import envs\n"
+          "envs.TrainEnvs('HalfCheetah-v5', 1, seed=0)\n" + _WARN)
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.count("MINE Nan, Inf or huge value in QPOS") == 2, proc.stdout
+  assert "WARNING (MuJoCo)" not in proc.stderr, proc.stderr
