@@ -260,7 +260,9 @@ def run_profile_case(config_name: str, env_id: str, warmup: int, measure: int) -
   task after `warmup` steps: the fused device call (`Agent.make_step`: insert, update,
   act), the same call's transfers and dispatch (inputs already on the device vs numpy),
   the update alone (the compiled update of one gradient step), the env step, and the
-  loop's host-side bookkeeping (the rest)."""
+  loop's host-side bookkeeping (the rest); and, to locate the call's overhead, the dispatch
+  floor (a no-op call on the same TrainState), the call without its update, and one
+  gradient step as its own call."""
   import jax
   import numpy as np
   from sac_jax import agent, envs, replay
@@ -302,6 +304,39 @@ def run_profile_case(config_name: str, env_id: str, warmup: int, measure: int) -
     state, a, _ = step_fn(state, dtr, True, dobs, True)
     np.asarray(a)
   device_in_s = (time.perf_counter() - t0) / (n // 2)
+  # To locate the call's overhead: what every call pays to pass the TrainState in and out
+  # (a no-op that advances one counter, the state donated as in the step), the fused call
+  # without its update (insert, act, divergence check), and one gradient step as its own
+  # call (the update-alone bound runs 50 per call). Each fetches a result, as the loop does.
+  noop = jax.jit(lambda s: s._replace(env_steps=s.env_steps + 1), donate_argnums=0)
+  update1 = jax.jit(jax.vmap(lambda s: ag.update(s, 1)), donate_argnums=0)
+
+  def noop_call(s):
+    s = noop(s)
+    np.asarray(s.env_steps)
+    return s
+
+  def no_update_call(s):
+    s, a, _ = step_fn(s, dtr, True, dobs, False)
+    np.asarray(a)
+    return s
+
+  def update_one_call(s):
+    s, _ = update1(s)
+    np.asarray(s.env_steps)
+    return s
+
+  def timed(fn, calls: int) -> float:
+    nonlocal state
+    state = fn(state)  # compiles
+    t0 = time.perf_counter()
+    for _ in range(calls):
+      state = fn(state)
+    return (time.perf_counter() - t0) / calls
+
+  floor_s = timed(noop_call, n // 2)
+  no_update_s = timed(no_update_call, n // 2)
+  update_one_s = timed(update_one_call, n // 2)
   # The env alone.
   actions = np.random.default_rng(0).uniform(-1, 1, (n, 1, act_dim)).astype(np.float32)
   t0 = time.perf_counter()
@@ -314,7 +349,8 @@ def run_profile_case(config_name: str, env_id: str, warmup: int, measure: int) -
   return dict(kind="profile", config=config_name, members=1, loop_us=loop_s * 1e6,
               call_us=call_s * 1e6, device_inputs_call_us=device_in_s * 1e6,
               update_us=update_s * 1e6, env_us=env_s * 1e6,
-              transfer_us=(call_s - device_in_s) * 1e6,
+              transfer_us=(call_s - device_in_s) * 1e6, dispatch_floor_us=floor_s * 1e6,
+              no_update_call_us=no_update_s * 1e6, update_one_call_us=update_one_s * 1e6,
               call_overhead_us=(device_in_s - update_s) * 1e6,
               host_rest_us=(loop_s - call_s - env_s) * 1e6)
 

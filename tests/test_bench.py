@@ -92,3 +92,15 @@ def test_async_envs_cases_are_their_own_rows():
   table = bench.format_table(results, peak=100.0)
   assert "sac_jax (overlap) (async envs)" in table and "800.0" in table
   assert bench.case_label(dict(kind="peer", impl="peer 1.0")) == "peer 1.0"
+
+
+def test_profile_case_splits_the_env_step():
+  """The `--profile` case runs on the real task and reports every part (their sizes are the
+  benchmark's to measure, not the test's)."""
+  r = bench.run_profile_case("paper", "HalfCheetah-v5", warmup=150, measure=60)
+  parts = ("loop_us", "call_us", "device_inputs_call_us", "update_us", "env_us",
+           "dispatch_floor_us", "no_update_call_us", "update_one_call_us")
+  for k in parts:
+    assert r[k] > 0 and r[k] < 1e7, (k, r[k])
+  assert r["transfer_us"] == pytest.approx(r["call_us"] - r["device_inputs_call_us"])
+  assert r["host_rest_us"] == pytest.approx(r["loop_us"] - r["call_us"] - r["env_us"])
