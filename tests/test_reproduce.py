@@ -349,8 +349,11 @@ def test_each_comparison_meets_at_its_own_pair_horizon():
   flat = np.array([500., 600, 700, 700, 700, 700])
   data = {"halfcheetah/SAC": (long, {100 + i: rise + i for i in range(5)}),
           "halfcheetah/DDPG G=1": (long, {100 + i: flat + i for i in range(5)}),
-          "halfcheetah/DDPG G=4": (short, {100 + i: flat[:2] + i for i in range(5)})}
+          "halfcheetah/DDPG G=4": (short, {100 + i: flat[:2] + i for i in range(5)}),
+          "halfcheetah/SAC G=4": (short, {100 + i: flat[:2] + 50 + i for i in range(5)})}
   arms = reproduce.plan("sac_vs_ddpg", ("halfcheetah",))
+  assert [a.run.name for a in arms if a.label == "SAC G=4"] == [
+      a.run.name for a in reproduce.plan("grad_steps") if a.label == "G=4"]
   r = reproduce.analyze("sac_vs_ddpg", arms, data, "cpu")
   parts = {p["part"]: p for p in r["parts"]}
   g1 = parts["halfcheetah: SAC final > DDPG G=1 final"]
@@ -358,6 +361,9 @@ def test_each_comparison_meets_at_its_own_pair_horizon():
   assert g1["means"] == pytest.approx([4002.0, 702.0])
   g4 = parts["halfcheetah: SAC final > DDPG G=4 final"]
   assert g4["env_steps"] == 100_000 and g4["verdict"] == "does not hold"
+  equal = parts["halfcheetah: SAC G=4 final > DDPG G=4 final"]
+  assert equal["env_steps"] == 100_000 and equal["verdict"] == "holds"
+  assert equal["means"] == pytest.approx([602.0, 552.0])
   assert r["arms"]["halfcheetah/SAC"]["env_steps"] == 300_000
   table = reproduce.table_markdown(r)
   assert "| halfcheetah: SAC final > DDPG G=1 final | 300,000 | holds |" in table
