@@ -152,11 +152,11 @@ def member_hparams(v: dict, sac_config):
   `seed_index` per member.
   """
   import itertools
-  from sac_jax import agent
+  from sac_jax import learners
   s = v["num_seeds"]
   algorithm = v.get("algorithm", "sac")
   sweeps = parse_sweeps(v.get("sweep") or [], algorithm)
-  learner = agent.make_agent(sac_config, 1, 1)  # builds no arrays; for its hparams rules
+  learner = learners.make(sac_config, 1, 1)  # builds no arrays; for its hparams rules
   base = learner.default_hparams(1)
   base = type(base)(*(x[0] for x in base))
   if not sweeps:
@@ -211,12 +211,12 @@ def validate(v: dict):
     raise UsageError(str(e)) from None
   parse_sweeps(v.get("sweep") or [], v.get("algorithm", "sac"))
 
-  from sac_jax import envs, loop  # jax and gymnasium imports; still no compute
+  from sac_jax import envs, learners, loop  # jax and gymnasium imports; still no compute
   try:  # the configs' and HParams' own checks raise ValueError naming the value
-    learner = settings.learner_config(v)
+    learner = learners.config_from(v)
     hparams, member_columns, member_seeds = member_hparams(v, learner)
     envs.check_env_id(v["env_id"]).close()
-    lc = loop.LoopConfig(**settings.loop_fields(v), num_members=num_members(v),
+    lc = loop.LoopConfig(**settings.fields_from(loop.LoopConfig, v), num_members=num_members(v),
                          title=_title(v), member_columns=member_columns,
                          member_seeds=member_seeds)
   except ValueError as e:

@@ -161,16 +161,6 @@ def apply_adam(grads: Any, opt_state: Any, params: Any, lr: jax.Array
   return optax.apply_updates(params, updates), opt_state
 
 
-def make_agent(config: Any, obs_dim: int, act_dim: int) -> "Agent":
-  """The learner for a config: SACConfig -> Agent, ddpg.DDPGConfig -> ddpg.DDPGAgent."""
-  if isinstance(config, SACConfig):
-    return Agent(config, obs_dim, act_dim)
-  from sac_jax import ddpg  # ddpg imports this module
-  if isinstance(config, ddpg.DDPGConfig):
-    return ddpg.DDPGAgent(config, obs_dim, act_dim)
-  raise TypeError(f"no learner for a config of type {type(config).__name__}")
-
-
 class Agent:
   """Bundles the config, the networks and the pure functions built from them."""
 

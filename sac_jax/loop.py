@@ -9,7 +9,7 @@ the params after the update of env step t - 1). Every `eval_every`
 env steps (and at the end) each member's deterministic policy plays `eval_episodes`
 episodes. The loop writes no file and prints no line: it hands its events to recorders
 (sac_jax.recorders: the run directory with its checkpoints, the progress line,
-TensorBoard, or your own) through the small `Recorder` protocol below:
+TensorBoard, or your own) through the small `Recorder` protocol (sac_jax.protocol, with the types it passes):
 
     start(run)                    once, before anything: what is trained, and where
     restore(like) -> point|None   a resume point (TrainState + LoopState) or None
@@ -37,150 +37,25 @@ and evaluates only them; EvalRecord carries this process's rows and every member
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import time
 import warnings
-from typing import Any, Callable, NamedTuple, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
 
 from sac_jax import agent as agent_lib
 from sac_jax import envs as envs_lib
+from sac_jax import learners
 from sac_jax import parallel
 from sac_jax import replay
-from sac_jax import settings
+from sac_jax.protocol import (EvalRecord, Interrupted, LoopConfig, LoopState, Recorder,
+                              RecorderWarning, ResumePoint, RunInfo, Stop, devices_for)
 
-
-@dataclasses.dataclass(frozen=True)
-class LoopConfig:
-  env_id: str
-  num_members: int = 1
-  seed: int = 0
-  total_env_steps: int = 100_000   # per member
-  eval_every: int = 1000
-  eval_episodes: int = 10
-  async_envs: bool = False
-  # The next five only configure the default recorders (`train(..., recorders=None)`,
-  # sac_jax.recorders.defaults): with recorders given, the loop ignores them.
-  run_dir: str | None = None       # None: no files, no checkpoints, no resume
-  checkpoint_every: int = 0        # env steps between checkpoints; 0: only at the end
-  max_to_keep: int = 2             # checkpoints kept
-  log_every_s: float = 5.0         # progress line period; <= 0: no progress lines
-  title: str = ""                  # for the plot and progress lines
-  # Extra per-member columns for metrics.csv (e.g. a sweep's labels): one dict per member.
-  # A "setting" column groups members: curves.png draws one curve per setting (mean over
-  # its members) and summary.json ranks the settings.
-  member_columns: tuple[dict, ...] | None = None
-  # Member i's seed (PRNG key, training env); None: seed + i. A sweep gives every setting
-  # the same seeds, seed + seed_index (common random numbers).
-  member_seeds: tuple[int, ...] | None = None
-  # Devices the member axis is spread over (sac_jax.parallel): 0 = all devices (of all
-  # processes after jax.distributed.initialize), 1 = no sharding. The member count must be
-  # a multiple of it.
-  num_devices: int = 0
-  # Overlap the device's update with the host's env step: per env step, `Agent.act` (the
-  # action from the current params), then `Agent.store_and_update` (insert, G gradient
-  # steps) dispatched without waiting, while the envs step. Actions then lag the
-  # synchronous path by one update: the action at env step t comes from the params after
-  # the update of step t - 1 (False: one fused call, the action follows the update of t).
-  overlap: bool = False
-
-  def __post_init__(self):
-    settings.validate(settings.config_values(self))  # the rules of the run's settings
-
-  def seeds(self) -> list[int]:
-    if self.member_seeds is None:
-      return [self.seed + i for i in range(self.num_members)]
-    if len(self.member_seeds) != self.num_members:
-      raise ValueError(f"member_seeds has {len(self.member_seeds)} entries for "
-                       f"{self.num_members} members")
-    return [int(x) for x in self.member_seeds]
-
-
-class EvalRecord(NamedTuple):
-  """One evaluation of this process's members (all members with one process)."""
-  env_step: int
-  returns: np.ndarray                  # [m, eval_episodes], m = len(members); NaN: diverged
-  train_metrics: dict[str, np.ndarray]  # name -> [m], from the last update; {} before one
-  sps: float                            # env steps per second per member since last eval
-  members: range                        # the global member index of each row
-  diverged_at: np.ndarray               # [m] int: env step a member froze at; -1: healthy
-  all_means: np.ndarray                 # [M] mean return of every member (all processes)
-  all_diverged_at: np.ndarray           # [M] diverged_at of every member
-  wall_time: float                      # training seconds so far (all calls of a run)
-
-
-class LoopState(NamedTuple):
-  """The loop's own progress: saved and restored as a unit with the TrainState."""
-  env_step: int                     # env steps per member so far
-  transition: replay.Transition     # the last transition, not yet stored ([m] host arrays)
-  has_transition: bool              # False before the first env step
-  eval_calls: int                   # evaluations so far (they seed the eval episodes)
-  wall_time: float                  # training seconds so far (all calls of a run)
-
-  def host(self) -> dict:
-    """Every field but the transition, JSON-able (the transition goes with the arrays)."""
-    return dict(env_step=int(self.env_step), has_transition=bool(self.has_transition),
-                eval_calls=int(self.eval_calls), wall_time=float(self.wall_time))
-
-  @classmethod
-  def from_host(cls, host: dict, transition: replay.Transition) -> "LoopState":
-    return cls(env_step=int(host["env_step"]), transition=transition,
-               has_transition=bool(host["has_transition"]),
-               eval_calls=int(host["eval_calls"]), wall_time=float(host["wall_time"]))
-
-
-class ResumePoint(NamedTuple):
-  """Where training (re)starts: the stacked TrainState (global arrays) and the LoopState."""
-  state: agent_lib.TrainState
-  loop: LoopState
-
-
-class Stop(NamedTuple):
-  """Returned by `after_step` to end training after this step.
-
-  With a `signum` (SIGINT/SIGTERM) `train` raises `Interrupted`; without, it returns.
-  """
-  signum: int | None = None
-  checkpointed: bool = False
-  reason: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class RunInfo:
-  """What a recorder learns in `start`: what is trained, on which members, where."""
-  sac_config: agent_lib.SACConfig
-  loop_config: LoopConfig
-  hparams: agent_lib.HParams        # [M] host arrays, every member
-  metric_names: list[str]           # the training metrics (EvalRecord.train_metrics keys)
-  placement: parallel.Placement     # this process's members; put/local
-
-
-@runtime_checkable
-class Recorder(Protocol):
-  """What the loop calls; subclass `recorders.Recorder` to get no-op defaults."""
-
-  def start(self, run: RunInfo) -> None: ...
-  def restore(self, like: ResumePoint) -> ResumePoint | None: ...
-  def on_eval(self, record: EvalRecord) -> None: ...
-  def after_step(self, loop: LoopState, snapshot: Callable[[], ResumePoint]
-                 ) -> Stop | None: ...
-  def close(self, loop: LoopState, complete: bool) -> None: ...
-
-
-class Interrupted(Exception):
-  """SIGINT/SIGTERM arrived; a checkpoint at `env_step` was written (with a run_dir)."""
-
-  def __init__(self, signum: int, env_step: int, checkpointed: bool):
-    import signal
-    self.signum, self.env_step, self.checkpointed = signum, env_step, checkpointed
-    super().__init__(f"{signal.Signals(signum).name} at env step {env_step}")
-
-
-class RecorderWarning(UserWarning):
-  """A recorder failed; training went on without that call."""
+__all__ = ["train", "seed_keys", "check_resumed_hparams",  # and, from sac_jax.protocol:
+           "LoopConfig", "LoopState", "EvalRecord", "ResumePoint", "RunInfo", "Stop",
+           "Recorder", "Interrupted", "RecorderWarning", "devices_for"]
 
 
 def seed_keys(seeds: Sequence[int]) -> np.ndarray:
@@ -195,13 +70,6 @@ def _resume_seeds(lc: LoopConfig, env_step: int) -> list[int]:
     return [envs_lib.resume_seeds(s, 1, env_step)[0] for s in lc.seeds()]
   table = envs_lib.resume_seeds(lc.seed, max(idx) + 1, env_step)
   return [table[i] for i in idx]
-
-
-def devices_for(lc: LoopConfig) -> list:
-  """The devices the members are spread over; raises ValueError if they do not divide."""
-  devs = parallel.member_devices(lc.num_devices)
-  parallel.check_divisible(lc.num_members, len(devs))
-  return devs
 
 
 class _Guarded:
@@ -269,7 +137,7 @@ def train(sac_config: agent_lib.SACConfig, loop_config: LoopConfig,
   """
   lc = loop_config
   obs_dim, act_dim = envs_lib.env_dims(lc.env_id)
-  ag = agent_lib.make_agent(sac_config, obs_dim, act_dim)
+  ag = learners.make(sac_config, obs_dim, act_dim)
   place = parallel.Placement(lc.num_members, devices_for(lc))
   seeds = place.select(lc.seeds())  # this process's members' seeds
   if hparams is None:

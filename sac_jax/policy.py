@@ -37,7 +37,7 @@ import jax
 import numpy as np
 
 from sac_jax import agent as agent_lib
-from sac_jax import rundir, settings
+from sac_jax import learners, rundir, settings
 
 RUN_FILE = "run.json"  # experiments/run.py's RUN_FILE: the resolved flags of the run
 # TrainState / DDPGState fields acting reads (hparams: DDPG's expl_noise; diverged_at: a
@@ -64,13 +64,13 @@ def read_flags(run_dir: str) -> dict:
 
 def config_from_flags(flags: dict):
   """The learner's config from a run's resolved flags: agent.SACConfig, or
-  ddpg.DDPGConfig for `algorithm: ddpg` (`settings.learner_config`, as experiments/run.py
+  ddpg.DDPGConfig for `algorithm: ddpg` (`learners.config_from`, as experiments/run.py
   builds it; a field the run.json lacks, from an older run, keeps its default)."""
   algorithm = flags.get("algorithm", "sac")
   if algorithm not in settings.BY_NAME["algorithm"].choices:
     raise ValueError(f"algorithm={algorithm!r} in {RUN_FILE}: this version of sac_jax "
                      "loads 'sac' and 'ddpg' runs")
-  return settings.learner_config(flags)
+  return learners.config_from(flags)
 
 
 def checkpoint_steps(run_dir: str) -> list[int]:
@@ -120,7 +120,7 @@ def restore_acting_params(run_dir: str, step: int, fields=_ACTING_FIELDS,
 def _learner(config, obs_dim: int, act_dim: int):
   """(agent, its one-member state's shapes, jit(eval_action), jit(explore)), shared by
   every Policy of the same config (each member, each step): a batch shape compiles once."""
-  agent = agent_lib.make_agent(config, obs_dim, act_dim)
+  agent = learners.make(config, obs_dim, act_dim)
   abstract = jax.eval_shape(agent.init, jax.random.PRNGKey(0))
   blank = type(abstract)(*([None] * len(abstract)))  # only the acting fields filled in
 

@@ -13,7 +13,7 @@
                    (tensorboardX, the `tensorboard` extra).
 
 `defaults(loop_config)` is what `train` uses without `recorders=`. Your own recorder needs
-only the methods it uses (see sac_jax.loop.Recorder); subclass `Recorder` for no-op
+only the methods it uses (see sac_jax.protocol.Recorder); subclass `Recorder` for no-op
 defaults.
 
 Reporting never stops training: a failure writing curves.png or summary.json (full disk, a
@@ -38,10 +38,11 @@ import numpy as np
 
 from sac_jax import agent as agent_lib
 from sac_jax import checkpoint as checkpoint_lib
+from sac_jax import learners
 from sac_jax import parallel
 from sac_jax import rundir
-from sac_jax.loop import (EvalRecord, LoopConfig, LoopState, ResumePoint, RunInfo, Stop,
-                          devices_for)
+from sac_jax.protocol import (EvalRecord, LoopConfig, LoopState, ResumePoint, RunInfo,
+                              Stop, devices_for)
 
 # With several processes, a SIGINT/SIGTERM received by any of them is acted on by all at
 # the next env step that is a multiple of this (a tiny allgather; with one process, at once).
@@ -51,7 +52,7 @@ DIVERGED_NOTE = ("non-finite loss, parameter or action; frozen: no more updates,
 
 
 class Recorder:
-  """No-op defaults for every method of the protocol (sac_jax.loop.Recorder)."""
+  """No-op defaults for every method of the protocol (sac_jax.protocol.Recorder)."""
 
   def start(self, run: RunInfo) -> None:
     pass
@@ -559,7 +560,7 @@ def finalize(sac_config: agent_lib.SACConfig, lc: LoopConfig) -> dict | None:
   """
   from sac_jax import envs as envs_lib
   obs_dim, act_dim = envs_lib.env_dims(lc.env_id)
-  ag = agent_lib.make_agent(sac_config, obs_dim, act_dim)
+  ag = learners.make(sac_config, obs_dim, act_dim)
   hp = ag.default_hparams(lc.num_members)
   place = parallel.Placement(lc.num_members, devices_for(lc))
   out = RunDirectory(lc.run_dir, max_to_keep=lc.max_to_keep, handle_signals=False)

@@ -10,7 +10,7 @@ rules (which settings a resumed run may change, which change array shapes) and t
 from the declaration too.
 
 Pure Python and numpy: importing this module (and validating) imports neither jax nor
-absl; the config builders import the learner modules when called.
+absl, nor any other module of the package.
 """
 
 from __future__ import annotations
@@ -455,36 +455,11 @@ def config_values(config: Any, algorithm: str | None = None) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- configs from settings
-def learner_config(values: Mapping[str, Any]):
-  """The learner's config: agent.SACConfig, or ddpg.DDPGConfig for algorithm "ddpg".
-
-  Every config field that is a setting takes its value from `values` (a field missing
-  there keeps the config's default: a run.json from an older version lacks the settings
-  added since); DDPG's learning rates default to `lr` (SAC's config does that itself).
-  The config validates itself (ValueError naming the value).
-  """
-  algorithm = values.get("algorithm", "sac")
-  why = BY_NAME["algorithm"].refusal(algorithm)
-  if why:
-    raise ValueError(why)
-  if algorithm == "ddpg":
-    from sac_jax import ddpg  # imports jax; only when a config is built
-    cls = ddpg.DDPGConfig
-  else:
-    from sac_jax import agent
-    cls = agent.SACConfig
-  kw = {f.name: values[f.name] for f in dataclasses.fields(cls)
-        if f.name in values and f.name in BY_NAME}
-  if algorithm == "ddpg":
-    for name in learning_rates("ddpg"):
-      if kw.get(name) is None and values.get("lr") is not None:
-        kw[name] = values["lr"]
-  return cls(**kw)
-
-
-def loop_fields(values: Mapping[str, Any]) -> dict[str, Any]:
-  """The `loop.LoopConfig` fields that are settings, from `values` (the rest, such as
-  num_members and member_seeds, the caller derives)."""
-  from sac_jax import loop  # imports jax and gymnasium; only when called
-  return {f.name: values[f.name] for f in dataclasses.fields(loop.LoopConfig)
+def fields_from(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
+  """The fields of the config dataclass `cls` that are settings, with their values from
+  `values` (a field missing there keeps the config's default: a run.json from an older
+  version lacks the settings added since; fields that are no settings, such as
+  LoopConfig's num_members and member_seeds, the caller derives). Which config a run's
+  learner takes is `sac_jax.learners.config_from`'s."""
+  return {f.name: values[f.name] for f in dataclasses.fields(cls)
           if f.name in values and f.name in BY_NAME}

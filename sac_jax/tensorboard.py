@@ -22,7 +22,7 @@ import re
 
 import numpy as np
 
-from sac_jax.loop import EvalRecord, LoopState, ResumePoint, RunInfo
+from sac_jax.protocol import EvalRecord, LoopState, ResumePoint, RunInfo
 from sac_jax.recorders import Recorder
 
 

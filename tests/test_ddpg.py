@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from sac_jax import agent, ddpg, replay
+from sac_jax import agent, ddpg, learners, replay
 
 OBS, ACT, B = 3, 2, 6
 TINY = dict(hidden_sizes=(16, 16), batch_size=8, buffer_size=64, start_steps=10)
@@ -148,7 +148,7 @@ def test_eval_action_is_the_actor_output():
 
 
 def test_member_of_vmapped_step_equals_single_member_step():
-  ag = agent.make_agent(ddpg.DDPGConfig(**TINY, grad_steps=2), OBS, ACT)
+  ag = learners.make(ddpg.DDPGConfig(**TINY, grad_steps=2), OBS, ACT)
   assert isinstance(ag, ddpg.DDPGAgent)
   m = 3
   hp = ag.default_hparams(m)._replace(reward_scale=np.array([1.0, 2.0, 5.0], np.float32))

@@ -1,7 +1,7 @@
 """sac_jax.load_policy and experiments.watch on tiny runs the real CLI trains.
 
 The checkpoint is restored here independently (orbax, the whole tree, no template) and
-the learner rebuilt with `settings.learner_config` (experiments/run.py's), so load_policy's
+the learner rebuilt with `learners.config_from` (experiments/run.py's), so load_policy's
 partial restore and config rebuild are checked against the training code's view.
 """
 
@@ -17,7 +17,7 @@ import pytest
 
 from cli_util import cli
 from sac_jax import agent as agent_lib
-from sac_jax import ddpg, envs, settings
+from sac_jax import ddpg, envs, learners, settings
 from sac_jax import policy as policy_lib
 import sac_jax
 
@@ -49,12 +49,12 @@ def reference(run_dir, step):
   """(agent, the whole stacked train state as dicts) at `step`, restored independently."""
   with open(os.path.join(run_dir, "run.json")) as f:
     flags = json.load(f)
-  config = settings.learner_config(flags)  # as experiments/run.py builds it
+  config = learners.config_from(flags)  # as experiments/run.py builds it
   assert policy_lib.config_from_flags(flags) == config
   obs_dim, act_dim = envs.env_dims(flags["env_id"])
   tree = ocp.PyTreeCheckpointer().restore(
       os.path.abspath(os.path.join(run_dir, "checkpoints", str(step), "tree")))
-  return agent_lib.make_agent(config, obs_dim, act_dim), tree["train"]
+  return learners.make(config, obs_dim, act_dim), tree["train"]
 
 
 def member(train, i, name):

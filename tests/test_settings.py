@@ -106,7 +106,7 @@ def test_hparams_fields_are_the_per_member_settings_and_configs_share_their_defa
   # SACConfig's defaults are the CLI's (DDPGConfig has Lillicrap et al.'s on purpose).
   for f in dataclasses.fields(agent.SACConfig):
     assert f.default == settings.BY_NAME[f.name].default, f.name
-  assert set(settings.loop_fields(defaults())) == {
+  assert set(settings.fields_from(loop.LoopConfig, defaults())) == {
       "env_id", "seed", "total_env_steps", "eval_every", "eval_episodes", "async_envs",
       "overlap", "run_dir", "checkpoint_every", "max_to_keep", "log_every_s", "num_devices"}
   assert {f.name for f in dataclasses.fields(loop.LoopConfig)} - set(settings.BY_NAME) == {
@@ -305,14 +305,22 @@ def test_the_cli_turns_a_refusal_into_its_one_line_usage_error():
 
 
 def test_learner_config_from_values():
-  from sac_jax import agent, ddpg
-  cfg = settings.learner_config(defaults(hidden_sizes=["16", "8"], lr_q=1e-3))
+  from sac_jax import agent, ddpg, learners
+  cfg = learners.config_from(defaults(hidden_sizes=["16", "8"], lr_q=1e-3))
   assert cfg == agent.SACConfig(hidden_sizes=(16, 8), lr_q=1e-3)
-  cfg = settings.learner_config(defaults(algorithm="ddpg", lr=1e-3, lr_q=2e-3))
+  cfg = learners.config_from(defaults(algorithm="ddpg", lr=1e-3, lr_q=2e-3))
   assert isinstance(cfg, ddpg.DDPGConfig) and (cfg.lr_policy, cfg.lr_q) == (1e-3, 2e-3)
   assert cfg.hidden_sizes == (128, 128)
   with pytest.raises(ValueError, match="algorithm='td3': must be one of"):
-    settings.learner_config({"algorithm": "td3"})
+    learners.config_from({"algorithm": "td3"})
+
+
+def test_each_config_gets_its_learner_and_anything_else_is_refused():
+  from sac_jax import agent, ddpg, learners
+  assert type(learners.make(agent.SACConfig(hidden_sizes=(8, 8)), 3, 1)) is agent.Agent
+  assert type(learners.make(ddpg.DDPGConfig(hidden_sizes=(8, 8)), 3, 1)) is ddpg.DDPGAgent
+  with pytest.raises(TypeError, match="no learner for a config of type dict"):
+    learners.make({"algorithm": "sac"}, 3, 1)
 
 
 def test_validation_imports_neither_absl_nor_jax():
