@@ -9,7 +9,8 @@ the params after the update of env step t - 1). Every `eval_every`
 env steps (and at the end) each member's deterministic policy plays `eval_episodes`
 episodes. The loop writes no file and prints no line: it hands its events to recorders
 (sac_jax.recorders: the run directory with its checkpoints, the progress line,
-TensorBoard, or your own) through the small `Recorder` protocol (sac_jax.protocol, with the types it passes):
+TensorBoard, or your own) through the small `Recorder` protocol (defined, with the types
+it passes, in sac_jax.protocol):
 
     start(run)                    once, before anything: what is trained, and where
     restore(like) -> point|None   a resume point (TrainState + LoopState) or None
