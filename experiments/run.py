@@ -216,7 +216,8 @@ def validate(v: dict):
     learner = learners.config_from(v)
     hparams, member_columns, member_seeds = member_hparams(v, learner)
     envs.check_env_id(v["env_id"]).close()
-    lc = loop.LoopConfig(**settings.fields_from(loop.LoopConfig, v), num_members=num_members(v),
+    lc = loop.LoopConfig(**settings.fields_from(loop.LoopConfig, v),
+                         num_members=num_members(v),
                          title=_title(v), member_columns=member_columns,
                          member_seeds=member_seeds)
   except ValueError as e:

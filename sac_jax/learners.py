@@ -19,10 +19,10 @@ from sac_jax import agent, ddpg, settings
 def config_from(values: Mapping[str, Any]) -> agent.SACConfig | ddpg.DDPGConfig:
   """The learner's config for settings `values` (e.g. the CLI's, or a run.json's).
 
-  Every config field that is a setting takes its value from `values` (`settings.fields_from`:
-  a field missing there keeps the config's default); DDPG's learning rates default to `lr`
-  (SAC's config does that itself). The config validates itself (ValueError naming the
-  value); an unknown algorithm is refused the same way.
+  Every config field that is a setting takes its value from `values`
+  (`settings.fields_from`: a field missing there keeps the config's default); DDPG's
+  learning rates default to `lr` (SAC's config does that itself). The config validates
+  itself (ValueError naming the value); an unknown algorithm is refused the same way.
   """
   algorithm = values.get("algorithm", "sac")
   why = settings.BY_NAME["algorithm"].refusal(algorithm)
