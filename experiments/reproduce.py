@@ -97,6 +97,7 @@ from absl import flags
 
 import numpy as np
 
+from experiments import references
 from experiments import run_archive
 from experiments import verdict as V
 
@@ -462,7 +463,7 @@ def _key(a: Arm) -> str:
 def write_outputs(out_dir: str, claim: str, arms: Sequence[Arm], data: dict, result: dict,
                   commands: list[str]) -> None:
   os.makedirs(out_dir, exist_ok=True)
-  result = dict(result, commands=commands)
+  result = dict(result, commands=commands, zero_action=zero_action_refs(arms))
   with open(os.path.join(out_dir, "verdict.json"), "w") as f:
     json.dump(result, f, indent=2, allow_nan=False)
     f.write("\n")
@@ -485,6 +486,20 @@ def write_outputs(out_dir: str, claim: str, arms: Sequence[Arm], data: dict, res
   with open(os.path.join(out_dir, "table.md"), "w") as f:
     f.write(table_markdown(result))
   plot(os.path.join(out_dir, "figure.png"), claim, arms, data, result)
+
+
+def zero_action_refs(arms: Sequence[Arm]) -> dict:
+  """{task: what the zero action scores there} for the tasks of `arms`
+  (experiments/references.py): the floor each curve is read against."""
+  out = {}
+  for t in dict.fromkeys(a.run.task for a in arms):
+    if t in references.ZERO_ACTION:
+      mean, sd, length = references.ZERO_ACTION[t]
+      out[t] = dict(env_id=references.ENV_IDS[t], mean=mean, sd=sd, episode_length=length,
+                    episodes=references.EPISODES,
+                    env_seeds=[references.FIRST_SEED,
+                               references.FIRST_SEED + references.EPISODES - 1])
+  return out
 
 
 def table_markdown(result: dict) -> str:
@@ -517,10 +532,27 @@ def table_markdown(result: dict) -> str:
                  f"{pval if pval == '' else f'{pval:.3f}'} |")
   if result.get("note"):
     lines += ["", result["note"]]
+  if result.get("zero_action"):
+    z = result["zero_action"]
+    lines += ["", "For reference, a policy that does nothing (the zero action; "
+              "experiments/references.py, %d episodes) scores " % next(
+                  iter(z.values()))["episodes"] + ", ".join(
+                  f"{r['env_id']} {round(r['mean']):,} ± {round(r['sd']):,}" for r in z.values())
+              + "."]
   return "\n".join(lines) + "\n"
 
 
 def plot(path: str, claim: str, arms: Sequence[Arm], data: dict, result: dict) -> None:
+  import matplotlib.pyplot as plt
+  fig = figure(claim, arms, data, result)
+  fig.savefig(path)
+  plt.close(fig)
+
+
+def figure(claim: str, arms: Sequence[Arm], data: dict, result: dict):
+  """The claim's figure (one panel per task): each arm's mean over seeds, min-max band and
+  per-seed lines; on each task panel the zero action's return (the floor) and, for the
+  tasks claim, the bar."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -541,6 +573,15 @@ def plot(path: str, claim: str, arms: Sequence[Arm], data: dict, result: dict) -
       s = result["arms"][_key(a)]
       ax.plot(steps, mean, color=c, lw=2.0, label=f"{a.label} ({len(mat)} seeds, final "
                                                    f"{s['final_mean']:,.0f})")
+    tasks = {a.run.task for a in arms if a.panel == panel}
+    task = tasks.pop() if len(tasks) == 1 else None
+    ref = result.get("zero_action", {}).get(task)
+    if ref is not None:   # the floor: what doing nothing scores on this task
+      ax.axhline(ref["mean"], color="0.35", ls=":", lw=1.0,
+                 label=f"zero action (does nothing): {round(ref['mean']):,}")
+    if claim == "tasks" and task in THRESHOLDS:
+      ax.axhline(THRESHOLDS[task], color="k", ls="--", lw=0.8,
+                 label=f"the bar: {THRESHOLDS[task]:,.0f}")
     ends = {int(data[_key(a)][0][-1]) for a in arms if a.panel == panel}
     for end in sorted(ends)[:-1] if claim != "tasks" else ():   # tasks: no comparison
       ax.axvline(end, color="gray", ls="--", lw=0.8)
@@ -554,8 +595,7 @@ def plot(path: str, claim: str, arms: Sequence[Arm], data: dict, result: dict) -
   fig.suptitle(f"{claim} ({result['budget']} budget): {result['verdict']}\nmean over "
                "seeds (thick), min-max band, each seed thin", fontsize=9)
   fig.tight_layout()
-  fig.savefig(path)
-  plt.close(fig)
+  return fig
 
 
 def run_status(run: Run, run_dir: str, budget: str, first_seed: int, seeds: int,
