@@ -532,13 +532,13 @@ def table_markdown(result: dict) -> str:
                  f"{pval if pval == '' else f'{pval:.3f}'} |")
   if result.get("note"):
     lines += ["", result["note"]]
-  if result.get("zero_action"):
-    z = result["zero_action"]
+  floors = result.get("zero_action")
+  if floors:
+    episodes = next(iter(floors.values()))["episodes"]
+    scores = ", ".join(f"{r['env_id']} {round(r['mean']):,} ± {round(r['sd']):,}"
+                       for r in floors.values())
     lines += ["", "For reference, a policy that does nothing (the zero action; "
-              "experiments/references.py, %d episodes) scores " % next(
-                  iter(z.values()))["episodes"] + ", ".join(
-                  f"{r['env_id']} {round(r['mean']):,} ± {round(r['sd']):,}" for r in z.values())
-              + "."]
+              f"experiments/references.py, {episodes} episodes) scores {scores}."]
   return "\n".join(lines) + "\n"
 
 

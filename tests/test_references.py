@@ -20,6 +20,11 @@ def test_the_stored_zero_action_returns_are_what_the_envs_give(task):
                              err_msg=f"{task}: measured vs stored (mean, sd, length)")
 
 
+def test_the_reference_envs_are_the_task_flagfiles_envs():
+  for task in reproduce.TASKS:
+    assert references.ENV_IDS[task] == reproduce._task_flag(task, "env_id"), task
+
+
 def test_the_measure_is_per_episode_and_refuses_bad_input():
   # One episode: Hopper doing nothing falls (terminated) before the time limit.
   mean, sd, length = references.measure("hopper", episodes=1, first_seed=5)
