@@ -21,6 +21,9 @@ Claims (paper section 5; the task flagfiles carry the reward scales calibrated o
                  direction: soft is higher, by more than 20% of the soft arm's mean.
     grad_steps   G = 1, 4, 16 gradient steps per env step on HalfCheetah; direction: more
                  steps, higher final return at equal env steps (G4 > G1 and G16 > G4).
+                 --tasks carries it to other tasks (each its own panel): there G = 1
+                 and G = 4 only, both the long length (300k at the cpu budget: the
+                 tasks claim's horizon, so G = 4 is also read against the tasks bar).
     mixture_gradients  (beyond the paper) the K = 4 mixture with the paper's likelihood
                  ratio, with the marginalized reparameterized gradient (He et al. 2026),
                  and the K = 1 reparameterized Gaussian, everything else the paper's
@@ -110,7 +113,7 @@ THRESHOLDS = dict(halfcheetah=3500.0, hopper=1500.0, walker2d=1000.0, ant=1000.0
 CLAIMS = ("tasks", "sac_vs_ddpg", "seeds", "hard", "grad_steps", "components",
           "mixture_gradients", "overlap", "parity")
 # --tasks left at its default: these claims run on these tasks only.
-CLAIM_TASKS = dict(parity=("halfcheetah", "hopper"))
+CLAIM_TASKS = dict(parity=("halfcheetah", "hopper"), grad_steps=("halfcheetah",))
 BUDGETS = ("smoke", "cpu", "paper")
 # cpu budget: env steps per run. "long" runs are shared by several claims (the paper
 # configuration of a task is the SAC arm of tasks, sac_vs_ddpg, seeds, hard, and the K = 4
@@ -138,7 +141,7 @@ flags.DEFINE_integer("first_seed", 100, "arms use seeds first_seed .. first_seed
                      "seeds - 1")
 flags.DEFINE_integer("seeds", None, f"seeds per arm (default {SEEDS}; 2 for smoke)")
 flags.DEFINE_list("tasks", list(TASKS), "tasks of the per-task claims (default all; "
-                  "parity: " + ", ".join(CLAIM_TASKS["parity"]) + ")")
+                  + "; ".join(f"{c}: {', '.join(t)}" for c, t in CLAIM_TASKS.items()) + ")")
 flags.DEFINE_list("arms", None, "only these arms (default all), e.g. --arms=paper")
 flags.DEFINE_string("archive_dir", None, "finished runs kept in the repository (curve and "
                     "configuration; experiments/run_archive.py): a run complete there is "
@@ -182,13 +185,18 @@ def _modern(t: str) -> Run:
   return Run(f"{t}-modern", t, (MODERN,), "short")
 
 
-def _grad_steps(g: int) -> Run:
-  """The paper configuration on HalfCheetah at G gradient steps per env step (short)."""
-  return Run(f"halfcheetah-G{g}", "halfcheetah", (f"--grad_steps={g}",), "short")
+def _grad_steps(g: int, task: str = "halfcheetah") -> Run:
+  """The paper configuration at G gradient steps per env step: on HalfCheetah the short
+  length (the paper's Figure 5; G = 16 costs 16x the updates), elsewhere the long one (the
+  tasks claim's horizon)."""
+  return Run(f"{task}-G{g}", task, (f"--grad_steps={g}",),
+             "short" if task == "halfcheetah" else "long")
 
 
-def plan(claim: str, tasks: Sequence[str] = TASKS) -> list[Arm]:
-  """The arms of a claim (each names its run)."""
+def plan(claim: str, tasks: Sequence[str] | None = None) -> list[Arm]:
+  """The arms of a claim (each names its run); tasks: the claim's own by default."""
+  if tasks is None:
+    tasks = CLAIM_TASKS.get(claim, TASKS)
   for t in tasks:
     if t not in TASKS:
       raise ValueError(f"task {t!r}: must be one of {TASKS}")
@@ -214,8 +222,12 @@ def plan(claim: str, tasks: Sequence[str] = TASKS) -> list[Arm]:
     return [Arm("soft (alpha=1)", _paper("halfcheetah")),
             Arm("hard (alpha=0)", Run("halfcheetah-hard", "halfcheetah", ("--alpha=0",)))]
   if claim == "grad_steps":
-    return [Arm("G=1", _paper("halfcheetah"))] + [
-        Arm(f"G={g}", _grad_steps(g)) for g in (4, 16)]
+    # HalfCheetah alone (the default) is one unnamed panel; with --tasks each task is a panel.
+    one = tuple(tasks) == CLAIM_TASKS["grad_steps"]
+    return [a for t in tasks for a in (
+        [Arm("G=1", _paper(t), "" if one else t)] +
+        [Arm(f"G={g}", _grad_steps(g, t), "" if one else t)
+         for g in ((4, 16) if t == "halfcheetah" else (4,))])]
   if claim == "mixture_gradients":
     return [a for t in tasks for a in (
         Arm("K=4 likelihood ratio", _paper(t), t),
@@ -407,10 +419,12 @@ def analyze(claim: str, arms: Sequence[Arm], data: dict[str, tuple], budget: str
       out["parts"].append(part("soft final > hard final (margin: 20% of soft's mean)",
                                V.directional, (soft, hard), margin=margin))
   elif claim == "grad_steps":
-    keys = list(stats)
-    for lo_k, hi_k in zip(keys[:-1], keys[1:]):
-      out["parts"].append(part(f"{stats[hi_k]['arm']} final > {stats[lo_k]['arm']} final",
-                               V.directional, (hi_k, lo_k)))
+    for t in dict.fromkeys(a.panel for a in arms):
+      keys = [k for k in stats if stats[k]["panel"] == t]
+      for lo_k, hi_k in zip(keys[:-1], keys[1:]):
+        out["parts"].append(part(
+            f"{t + ': ' if t else ''}{stats[hi_k]['arm']} final > {stats[lo_k]['arm']} final",
+            V.directional, (hi_k, lo_k)))
   elif claim == "components":
     # Near-equivalence among all K: every arm at the horizon they share.
     cut = dict(zip(stats, common(*stats))) if stats else {}

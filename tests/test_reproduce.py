@@ -205,6 +205,43 @@ def test_arm_statistics_follow_the_metrics(tmp_path):
   assert r["parts"][0]["means"] == pytest.approx([(103 + 140) / 2, (3 + 30) / 2])
 
 
+def test_grad_steps_on_other_tasks_is_one_panel_per_task():
+  """--tasks carries grad_steps past HalfCheetah: on Walker2d G = 1 (the tasks claim's run)
+  against G = 4 at the long length, its own panel and parts; HalfCheetah alone keeps the
+  unnamed panel and G = 16."""
+  assert reproduce.CLAIM_TASKS["grad_steps"] == ("halfcheetah",)
+  arms = reproduce.plan("grad_steps", ("halfcheetah", "walker2d"))
+  assert [(a.panel, a.label, a.run.name) for a in arms] == [
+      ("halfcheetah", "G=1", "halfcheetah-paper"), ("halfcheetah", "G=4", "halfcheetah-G4"),
+      ("halfcheetah", "G=16", "halfcheetah-G16"), ("walker2d", "G=1", "walker2d-paper"),
+      ("walker2d", "G=4", "walker2d-G4")]
+  g4 = arms[-1].run
+  assert reproduce.target_steps("cpu", g4) == 300_000
+  assert reproduce.target_steps("cpu", arms[1].run) == 100_000
+  assert "--grad_steps=4" in reproduce.run_flags("cpu", g4, 100, 5, "/x")
+  assert "--flagfile=experiments/flags/walker2d.flags" in reproduce.run_flags(
+      "cpu", g4, 100, 5, "/x")
+  steps = np.arange(1, 7) * 50_000
+  low = {100 + i: np.linspace(0, 600, 6) + i for i in range(5)}
+  high = {100 + i: np.linspace(0, 1200, 6) + 10 * i for i in range(5)}
+  walker = [a for a in arms if a.panel == "walker2d"]
+  data = {"walker2d/G=1": (steps, low), "walker2d/G=4": (steps, high)}
+  r = reproduce.analyze("grad_steps", walker, data, "cpu")
+  assert [p["part"] for p in r["parts"]] == ["walker2d: G=4 final > G=1 final"]
+  assert r["parts"][0]["verdict"] == "holds" and r["parts"][0]["env_steps"] == 300_000
+  # Reversed: G = 4 lower; the part does not hold.
+  r = reproduce.analyze("grad_steps", walker, {"walker2d/G=1": (steps, high),
+                                               "walker2d/G=4": (steps, low)}, "cpu")
+  assert r["parts"][0]["verdict"] == "does not hold"
+  # Both tasks: each panel's arms compared among themselves, never across panels.
+  data.update({f"halfcheetah/{g}": (steps, high) for g in ("G=1", "G=4", "G=16")})
+  r = reproduce.analyze("grad_steps", arms, data, "cpu")
+  assert [p["part"] for p in r["parts"]] == [
+      "halfcheetah: G=4 final > G=1 final", "halfcheetah: G=16 final > G=4 final",
+      "walker2d: G=4 final > G=1 final"]
+  assert [a.panel for a in reproduce.plan("grad_steps")] == ["", "", ""]
+
+
 def test_bad_input_is_one_clear_line(tmp_path):
   res = _reproduce(tmp_path, "--claim=nope")
   assert res.returncode != 0 and ("tasks|sac_vs_ddpg|seeds|hard|grad_steps|components|"

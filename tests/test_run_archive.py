@@ -137,7 +137,8 @@ def test_archive_dir_defaults():
 def test_committed_archive_is_consistent():
   """Every archived run in docs/reproduction/runs: its seeds complete at its target, and
   its configuration the one its claim's command has today (else it is stale and unused)."""
-  runs = {a.run.name: a.run for c in reproduce.CLAIMS for a in reproduce.plan(c)}
+  runs = {a.run.name: a.run for c in reproduce.CLAIMS
+          for a in reproduce.plan(c, reproduce.TASKS)}
   for budget in ("cpu", "paper"):
     d = os.path.join(reproduce.ARCHIVE, budget)
     for name in sorted(os.listdir(d)) if os.path.isdir(d) else ():
