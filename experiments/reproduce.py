@@ -363,11 +363,6 @@ def analyze(claim: str, arms: Sequence[Arm], data: dict[str, tuple], budget: str
                                verdict=v, mean=s["final_mean"], ci95=[float(lo), float(hi)],
                                meets_bar=bool(s["final_mean"] >= bar),
                                env_steps=s["env_steps"]))
-    # The second line, side by side (descriptive, no verdict): each task's arms at the
-    # shortest one's horizon (the modern runs' 100k at the cpu budget).
-    out["side_by_side"] = [c for t in dict.fromkeys(a.panel for a in arms)
-                           if len(ks := [k for k in stats if stats[k]["panel"] == t]) > 1
-                           for c in common(*ks)]
   elif claim == "sac_vs_ddpg":
     for t in dict.fromkeys(a.panel for a in arms):
       for s_label, d_label in (("SAC", "DDPG G=1"), ("SAC", "DDPG G=4"),
@@ -444,6 +439,14 @@ def analyze(claim: str, arms: Sequence[Arm], data: dict[str, tuple], budget: str
                         V.INCONCLUSIVE)
     if best_k is not None:
       out["best_arm"] = stats[best_k]["arm"]
+  # Side by side (descriptive, no verdict): each panel's arms at the shortest one's horizon,
+  # where their horizons differ (the arms table gives each its own; tasks: always, the
+  # modern line's 100k beside the paper configuration).
+  out["side_by_side"] = [
+      c for t in dict.fromkeys(a.panel for a in arms)
+      if len(ks := [k for k in stats if stats[k]["panel"] == t]) > 1
+      and (claim == "tasks" or len({stats[k]["env_steps"] for k in ks}) > 1)
+      for c in common(*ks)]
   if not out["parts"]:
     out["verdict"] = V.INCONCLUSIVE
     out["note"] = "no part of this claim can be tested with the arms given"
@@ -531,7 +534,8 @@ def table_markdown(result: dict) -> str:
               "| arm | seeds | env steps | final (mean ± sd) | per seed | AUC (mean) | "
               "max over evals (mean) |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for s in result["side_by_side"]:
-      lines.append(f"| {s['panel']} {s['arm']} | {len(s['seeds'])} | {s['env_steps']:,} | "
+      name = f"{s['panel']} {s['arm']}".strip()
+      lines.append(f"| {name} | {len(s['seeds'])} | {s['env_steps']:,} | "
                    f"{s['final_mean']:,.0f} ± {s['final_std']:,.0f} | "
                    + ", ".join(f"{x:,.0f}" for x in s["final"]) +
                    f" | {np.mean(s['auc']):,.0f} | {s['max_mean']:,.0f} |")

@@ -369,6 +369,24 @@ def test_tasks_arms_keep_their_own_horizons():
   one = reproduce.analyze("tasks", reproduce.plan("tasks", ("halfcheetah",))[:1],
                           {"halfcheetah/paper": (steps, paper)}, "cpu")
   assert one["side_by_side"] == [] and "Side by side" not in reproduce.table_markdown(one)
+  # A comparative claim whose arms end apart (overlap: synchronous 25k, overlap 15k) sets
+  # them side by side at 15k too, so the arms table's 25k is not read against 15k.
+  over = reproduce.analyze("overlap", reproduce.plan("overlap", ("halfcheetah",)),
+                           {"halfcheetah/synchronous": (steps, paper),
+                            "halfcheetah/overlap": (steps[:3], modern)}, "cpu")
+  assert [(s["arm"], s["env_steps"]) for s in over["side_by_side"]] == [
+      ("synchronous", 15000), ("overlap", 15000)]
+  assert "| halfcheetah synchronous | 3 | 15,000 | 1,001 ± 1 |" in reproduce.table_markdown(
+      over)
+  # Arms that end together need no second table; an unnamed panel's rows have no prefix.
+  hard = reproduce.plan("hard")
+  same = reproduce.analyze("hard", hard, {reproduce._key(a): (steps, paper) for a in hard},
+                           "cpu")
+  assert same["side_by_side"] == [] and "Side by side" not in reproduce.table_markdown(same)
+  g = reproduce.plan("grad_steps")
+  apart = reproduce.analyze("grad_steps", g, {"G=1": (steps, paper), "G=4": (
+      steps[:3], modern), "G=16": (steps[:3], modern)}, "cpu")
+  assert "| G=1 | 3 | 15,000 | 1,001 ± 1 |" in reproduce.table_markdown(apart)
   arms = reproduce.plan("parity", ("halfcheetah",))
   data = {"halfcheetah/sac_jax modern": (steps, paper),
           "halfcheetah/stable-baselines-jax": (steps[:3], modern)}
