@@ -82,6 +82,11 @@ evaluation) and .json (its configuration with the flagfiles expanded, the comman
 command on any machine reads it instead of training again, as long as the configuration the
 claim would train now is the archived one (a recalibrated flagfile makes the archive stale:
 --status names the flags that differ). experiments/run_archive.py.
+
+More seeds for an arm (a verdict inconclusive at 5 seeds): `--first_seed=105 --seeds=10`
+trains seeds 105-114 in <runs_dir>/<budget>/<run>-seed105 and adds them to the archived run
+beside 100-104; `--seeds=15` (from 100) then analyzes all 15 from the archive, training
+nothing. An analysis reads only the seeds it asks for, whatever the archive holds.
 """
 
 from __future__ import annotations
@@ -120,6 +125,7 @@ BUDGETS = ("smoke", "cpu", "paper")
 # and G = 1 arms); G = 4 and G = 16 cost 4x and 16x the updates, so they stop at "short".
 CPU_STEPS = dict(long=300_000, short=100_000)
 SEEDS = 5
+FIRST_SEED = 100
 LAST_EVALS = 3
 SMOKE = ["--total_env_steps=300", "--start_steps=100", "--batch_size=16",
          "--hidden_sizes=16,16", "--eval_every=100", "--eval_episodes=1",
@@ -137,7 +143,7 @@ flags.DEFINE_string("runs_dir", "runs/reproduce", "where the runs go (<runs_dir>
                     "<run>; claims share runs with equal flags)")
 flags.DEFINE_string("out", None, "figure, table and verdict (default: <runs_dir>/<budget>/"
                     "claims/<claim>)")
-flags.DEFINE_integer("first_seed", 100, "arms use seeds first_seed .. first_seed + "
+flags.DEFINE_integer("first_seed", FIRST_SEED, "arms use seeds first_seed .. first_seed + "
                      "seeds - 1")
 flags.DEFINE_integer("seeds", None, f"seeds per arm (default {SEEDS}; 2 for smoke)")
 flags.DEFINE_list("tasks", list(TASKS), "tasks of the per-task claims (default all; "
@@ -269,6 +275,12 @@ def target_steps(budget: str, run: Run) -> int:
   return int(_task_flag(run.task, "total_env_steps"))
 
 
+def run_dir_name(run: Run, first_seed: int) -> str:
+  """A run's directory under <runs_dir>/<budget>: its name; more seeds for it trained later
+  (another --first_seed) go to <name>-seed<first_seed> and join the same archived run."""
+  return run.name if first_seed == FIRST_SEED else f"{run.name}-seed{first_seed}"
+
+
 def run_flags(budget: str, run: Run, seed: int, seeds: int, run_dir: str,
               peer: str = "sbx") -> list[str]:
   """The full command line of one run (after `python -m <run.runner>`)."""
@@ -289,12 +301,16 @@ def run_flags(budget: str, run: Run, seed: int, seeds: int, run_dir: str,
                  f"--checkpoint_every={max(steps // 10, 5000)}"]
 
 
-def read_arm(path: str) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+def read_arm(path: str, seeds: Sequence[int] | None = None
+             ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
   """(env steps [T], {seed: returns [T]}) of a run from its metrics.csv, or from an archived
-  <run>.csv (a path to a file; a directory means its metrics.csv). Missing: NaN."""
+  <run>.csv (a path to a file; a directory means its metrics.csv). Missing: NaN. `seeds`:
+  only these (an archive may hold more seeds than a claim asks for)."""
   if os.path.isdir(path):
     path = os.path.join(path, "metrics.csv")
   by_seed = run_archive.read_curves(path)
+  if seeds is not None:
+    by_seed = {s: d for s, d in by_seed.items() if s in set(seeds)}
   steps = np.array(sorted({s for d in by_seed.values() for s in d}), np.int64)
   return steps, {s: np.array([d.get(int(t), np.nan) for t in steps])
                  for s, d in sorted(by_seed.items())}
@@ -703,15 +719,28 @@ def _complete(run: Run, run_dir: str, budget: str, first_seed: int, seeds: int) 
 
 
 def archive_run(archive: str, run: Run, run_dir: str, argv: Sequence[str], command: str,
-                target: int) -> str:
+                target: int) -> tuple[str, list[int]]:
   """Copy a complete run's evaluations (its complete seeds, up to the target) and its
-  configuration into the archive; returns the archived curve's path."""
+  configuration into the archive, beside the seeds archived there before with the same
+  configuration (run_archive.add); returns the archived curve's path and the seeds it
+  then holds."""
   by_seed = run_archive.read_curves(os.path.join(run_dir, "metrics.csv"))
   curves = {s: [(t, r) for t, r in d.items() if t <= target]
             for s, d in by_seed.items() if max(d) >= target}
-  run_archive.write(archive, run.name, run.runner, run_archive.resolve(argv, REPO), command,
-                    target, curves, source=f"run directory {run_dir}")
-  return run_archive.paths(archive, run.name)[0]
+  held = run_archive.add(archive, run.name, run.runner, run_archive.resolve(argv, REPO),
+                         command, target, curves, source=f"run directory {run_dir}")
+  return run_archive.paths(archive, run.name)[0], held
+
+
+def _ranges(seeds: Sequence[int]) -> str:
+  """100, 101, 102, 105 -> "100-102, 105"."""
+  out, seeds = [], sorted(seeds)
+  for s in seeds:
+    if out and s == out[-1][1] + 1:
+      out[-1][1] = s
+    else:
+      out.append([s, s])
+  return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in out)
 
 
 def main(argv):
@@ -748,8 +777,8 @@ def main(argv):
   runs = list(dict.fromkeys(a.run for a in arms))
   archive = archive_dir(F.archive_dir, F.budget)
   want = list(range(F.first_seed, F.first_seed + seeds))
-  argvs = {r: run_flags(F.budget, r, F.first_seed, seeds, os.path.join(base, r.name), F.peer)
-           for r in runs}
+  run_dirs = {r: os.path.join(base, run_dir_name(r, F.first_seed)) for r in runs}
+  argvs = {r: run_flags(F.budget, r, F.first_seed, seeds, run_dirs[r], F.peer) for r in runs}
   # A run complete in the archive is not trained again: its archived curve is its data.
   found = {r: run_archive.lookup(archive, r.name, run_archive.resolve(argvs[r], REPO), want,
                                  target_steps(F.budget, r)) for r in runs}
@@ -757,13 +786,13 @@ def main(argv):
     print(f"[reproduce {F.claim or 'all claims'}] {F.budget} budget, runs in {base}"
           + (f", archive {os.path.relpath(archive, REPO)}" if archive else "") + ":")
     for r in runs:
-      print("  " + format_status(run_status(r, os.path.join(base, r.name), F.budget,
-                                            F.first_seed, seeds, *found[r])))
+      print("  " + format_status(run_status(r, run_dirs[r], F.budget, F.first_seed, seeds,
+                                            *found[r])))
     print("A rerun of the claim's command (without --status) resumes every run under way.")
     return 0
   commands, sources = [], {}
   for r in runs:
-    run_dir = os.path.join(base, r.name)
+    run_dir = run_dirs[r]
     cmd = [sys.executable, "-m", r.runner, *argvs[r]]
     commands.append(" ".join(["python"] + cmd[1:]))
     archived, why = found[r]
@@ -790,18 +819,17 @@ def main(argv):
     # (Never the uniform-random stand-in of --peer=random.)
     if (archive and _complete(r, run_dir, F.budget, F.first_seed, seeds)
         and not (r.runner == PEER_RUNNER and F.peer == "random")):
-      path = archive_run(archive, r, run_dir, argvs[r], commands[-1],
-                         target_steps(F.budget, r))
+      path, held = archive_run(archive, r, run_dir, argvs[r], commands[-1],
+                               target_steps(F.budget, r))
       print(f"[reproduce {F.claim}] run {r.name} archived in "
-            f"{os.path.relpath(path, REPO)}", flush=True)
-  missing = [r.name for r in runs if r not in sources and
-             not os.path.exists(os.path.join(base, r.name, "metrics.csv"))]
+            f"{os.path.relpath(path, REPO)} (seeds {_ranges(held)})", flush=True)
+  missing = [os.path.basename(run_dirs[r]) for r in runs if r not in sources and
+             not os.path.exists(os.path.join(run_dirs[r], "metrics.csv"))]
   if missing:
     raise app.UsageError(
         f"--analyze_only: no metrics.csv in {base} for run(s) {', '.join(missing)}: run "
         "the claim without --analyze_only, or leave those arms out with --arms/--tasks")
-  data = {_key(a): read_arm(sources.get(a.run, os.path.join(base, a.run.name)))
-          for a in arms}
+  data = {_key(a): read_arm(sources.get(a.run, run_dirs[a.run]), want) for a in arms}
   result = analyze(F.claim, arms, data, F.budget)
   if left_out:
     result["note"] = (result.get("note", "") + " Left out of this analysis: " + "; ".join(

@@ -24,10 +24,12 @@ from typing import Sequence
 
 import numpy as np
 
-# Flags that say where and how often a run writes, not what it trains; and num_seeds: member
-# i trains seed + i whatever their number, and lookup checks the seeds a claim needs.
+# Flags that say where and how often a run writes, not what it trains; and seed and
+# num_seeds: member i trains seed + i whatever their number, the archive lists the seeds it
+# holds and lookup checks the seeds a claim needs (so seeds trained by another process, a
+# later --first_seed, join the same archived run: `add`).
 NOT_CONFIG = frozenset({"run_dir", "log_every_s", "checkpoint_every", "max_to_keep",
-                        "num_seeds"})
+                        "num_seeds", "seed"})
 
 
 def resolve(argv: Sequence[str], cwd: str) -> dict[str, str]:
@@ -67,8 +69,10 @@ def paths(archive: str, run: str) -> tuple[str, str]:
 
 
 def write(archive: str, run: str, runner: str, config: dict[str, str], command: str,
-          target: int, curves: dict[int, list[tuple[int, float]]], source: str) -> None:
-  """Archive a complete run: {seed: [(env_step, eval_return), ...]} and its configuration.
+          target: int, curves: dict[int, list[tuple[int, float]]], source: str,
+          parts: list[dict] | None = None) -> None:
+  """Archive a complete run: {seed: [(env_step, eval_return), ...]} and its configuration
+  (in place of what the archive held for it; `add` keeps seeds archived before).
 
   Written to temporary names first and renamed, so a kill leaves the old archive or the
   new one, never half of one."""
@@ -81,12 +85,46 @@ def write(archive: str, run: str, runner: str, config: dict[str, str], command: 
       for step, ret in sorted(curves[seed]):
         w.writerow([seed, step, "" if not np.isfinite(ret) else repr(float(ret))])
   meta = dict(run=run, runner=runner, seeds=sorted(curves), target_env_steps=target,
-              config=dict(sorted(config.items())), command=command, source=source)
+              config=dict(sorted(_config(config).items())), command=command, source=source)
+  if parts:
+    meta["parts"] = parts
   with open(json_path + ".tmp", "w") as f:
     json.dump(meta, f, indent=1)
     f.write("\n")
   os.replace(csv_path + ".tmp", csv_path)
   os.replace(json_path + ".tmp", json_path)
+
+
+def add(archive: str, run: str, runner: str, config: dict[str, str], command: str,
+        target: int, curves: dict[int, list[tuple[int, float]]], source: str) -> list[int]:
+  """Archive a complete run's seeds: beside the seeds already archived for this run when
+  they were trained with the same configuration to the same target (more seeds for an arm,
+  trained later: their curves are added, a seed archived again is replaced), else in place
+  of them (`write`). Returns the seeds the archive then holds; the .json's `parts` lists
+  each command with the seeds of the archive it trained."""
+  csv_path, json_path = paths(archive, run)
+  part = dict(seeds=sorted(curves), command=command, source=source)
+  if os.path.exists(csv_path) and os.path.exists(json_path):
+    with open(json_path) as f:
+      meta = json.load(f)
+    if (meta["runner"] == runner and meta["target_env_steps"] == target
+        and _config(meta["config"]) == _config(config)):
+      old = read_curves(csv_path)
+      merged = {s: sorted(d.items()) for s, d in old.items() if s not in curves}
+      merged.update(curves)
+      parts = [dict(p, seeds=kept) for p in meta.get("parts", [dict(
+                   seeds=meta["seeds"], command=meta["command"], source=meta["source"])])
+               if (kept := sorted(set(p["seeds"]) - set(curves)))] + [part]
+      write(archive, run, runner, config, meta["command"], target, merged,
+            source=meta["source"], parts=parts)
+      return sorted(merged)
+  write(archive, run, runner, config, command, target, curves, source)
+  return sorted(curves)
+
+
+def _config(config: dict[str, str]) -> dict[str, str]:
+  """What a configuration trains (archives written before `seed` joined NOT_CONFIG list it)."""
+  return {k: v for k, v in config.items() if k not in NOT_CONFIG}
 
 
 def read_curves(csv_path: str) -> dict[int, dict[int, float]]:
@@ -112,7 +150,7 @@ def lookup(archive: str | None, run: str, config: dict[str, str], seeds: Sequenc
     return None, ""
   with open(json_path) as f:
     meta = json.load(f)
-  old = meta["config"]
+  old, config = _config(meta["config"]), _config(config)
   diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
   if diff:
     return None, ("archived with other flags (" + ", ".join(

@@ -24,7 +24,7 @@ def test_resolve_expands_flagfiles_in_absl_order(tmp_path):
                    "--run_dir=/x", "--log_every_s=60", "--checkpoint_every=5",
                    "--num_seeds=5", "--seed=100"], str(tmp_path))
   assert got == {"gamma": "0.9", "lr": "3e-4", "overlap": "false",
-                 "value_network": "false", "seed": "100"}
+                 "value_network": "false"}
   with pytest.raises(ValueError, match="'oops' in .*bad.flags: not a flag"):
     (tmp_path / "bad.flags").write_text("oops\n")
     A.resolve(["--flagfile=bad.flags"], str(tmp_path))
@@ -59,8 +59,14 @@ def test_write_then_lookup(tmp_path):
   assert np.isnan(got[101][200]) and got[101][300] == 104.0
   meta = json.loads((tmp_path / "r.json").read_text())
   assert meta["seeds"] == [100, 101] and meta["target_env_steps"] == 300
-  assert meta["config"] == cfg and meta["source"] == "test"
+  # The seed is not configuration (the archive lists its seeds): an archive written before
+  # `seed` joined NOT_CONFIG, which lists it, still matches.
+  assert meta["config"] == {"alpha": "1"} and meta["source"] == "test"
   assert not list(tmp_path.glob("*.tmp"))
+  assert A.lookup(str(tmp_path), "r", {"alpha": "1", "seed": "105"}, [100, 101], 300)[0]
+  meta["config"]["seed"] = "100"
+  (tmp_path / "r.json").write_text(json.dumps(meta))
+  assert A.lookup(str(tmp_path), "r", {"alpha": "1"}, [100, 101], 300)[0]
   # Another configuration: not used, and the flags that differ are named with both values.
   path, why = A.lookup(str(tmp_path), "r", {"alpha": "0", "seed": "100", "tau": "1"},
                        [100, 101], 300)
@@ -73,6 +79,81 @@ def test_write_then_lookup(tmp_path):
   assert A.lookup(str(tmp_path), "r", cfg, [100], 400)[0] is None
   assert A.lookup(str(tmp_path), "other", cfg, [100], 300) == (None, "")
   assert A.lookup(None, "r", cfg, [100], 300) == (None, "")
+
+
+def test_add_puts_more_seeds_beside_the_archived_ones(tmp_path):
+  """add(): seeds trained later with the same configuration and target join the archived
+  run (a seed archived again is replaced, each command kept with its seeds); another
+  configuration or target replaces the archive."""
+  d, cfg = str(tmp_path), {"alpha": "1"}
+  assert A.add(d, "r", "experiments.run", cfg, "cmd100", 300,
+               _curves((100, 101), (100, 200, 300)), source="s100") == [100, 101]
+  held = A.add(d, "r", "experiments.run", dict(cfg, seed="102"), "cmd102", 300,
+               _curves((101, 102, 103), (100, 200, 300), base=1000.0), source="s102")
+  assert held == [100, 101, 102, 103]
+  got = A.read_curves(str(tmp_path / "r.csv"))
+  assert got[100][300] == 103.0            # kept from the first command
+  assert got[101][300] == 1104.0           # trained again: the new curve
+  assert got[103] == {100: 1104.0, 200: 1105.0, 300: 1106.0}
+  meta = json.loads((tmp_path / "r.json").read_text())
+  assert meta["seeds"] == [100, 101, 102, 103] and meta["config"] == cfg
+  assert meta["command"] == "cmd100" and meta["source"] == "s100"
+  assert meta["parts"] == [
+      dict(seeds=[100], command="cmd100", source="s100"),
+      dict(seeds=[101, 102, 103], command="cmd102", source="s102")]
+  assert A.lookup(d, "r", cfg, [100, 101, 102, 103], 300)[0]
+  # Every seed the first command still gave trained again: its part is gone.
+  A.add(d, "r", "experiments.run", cfg, "cmd99", 300, _curves((100,), (100, 200, 300)),
+        source="s99")
+  assert [p["command"] for p in json.loads((tmp_path / "r.json").read_text())["parts"]] == [
+      "cmd102", "cmd99"]
+  # Another configuration, or another target: in place of the old seeds.
+  assert A.add(d, "r", "experiments.run", {"alpha": "0"}, "c", 300,
+               _curves((105,), (100, 200, 300)), source="x") == [105]
+  assert "parts" not in json.loads((tmp_path / "r.json").read_text())
+  assert A.add(d, "r", "experiments.run", {"alpha": "0"}, "c", 200,
+               _curves((100,), (100, 200)), source="x") == [100]
+  assert sorted(A.read_curves(str(tmp_path / "r.csv"))) == [100]
+
+
+def test_more_seeds_for_an_arm_join_its_archived_run(tmp_path):
+  """`--first_seed=102 --seeds=2` trains only seeds 102-103, in <run>-seed102, and adds them
+  to the archived seeds 100-101; `--seeds=4` then analyzes all four from the archive with
+  nothing trained, and `--seeds=2` reads only 100-101 of the four."""
+  archive, runs = tmp_path / "archive", tmp_path / "runs"
+  _archive_claim(str(archive), "hard")
+  res = _reproduce(runs, "--claim=hard", "--arms=hard (alpha=0)", f"--archive_dir={archive}",
+                   "--first_seed=102", "--seeds=2", f"--out={tmp_path}/o102")
+  assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+  assert sorted(p.name for p in (runs / "smoke").iterdir()) == ["halfcheetah-hard-seed102"]
+  assert "archived in" in res.stdout and "(seeds 100-103)" in res.stdout, res.stdout
+  meta = json.loads((archive / "smoke" / "halfcheetah-hard.json").read_text())
+  assert meta["seeds"] == [100, 101, 102, 103]
+  assert [p["seeds"] for p in meta["parts"]] == [[100, 101], [102, 103]]
+  assert "--seed=102" in meta["parts"][1]["command"]
+  r102 = json.loads((tmp_path / "o102" / "verdict.json").read_text())
+  assert r102["arms"]["hard (alpha=0)"]["seeds"] == [102, 103]
+  res = _reproduce(runs, "--claim=hard", f"--archive_dir={archive}", "--seeds=4",
+                   "--status")
+  lines = res.stdout.splitlines()
+  assert lines[1].split()[:3] == ["halfcheetah-paper", "not", "started"], res.stdout
+  assert "archived without seed(s) 102, 103" in lines[1]
+  assert lines[2].split()[:2] == ["halfcheetah-hard", "complete"], res.stdout
+  # The soft arm has only 100-101 archived: the 4-seed analysis takes just the hard arm.
+  res = _reproduce(runs, "--claim=hard", "--arms=hard (alpha=0)", f"--archive_dir={archive}",
+                   "--seeds=4", f"--out={tmp_path}/o4")
+  assert res.returncode == 0, res.stderr[-2000:]
+  assert res.stdout.count("complete in the archive") == 1 and "run halfcheetah-hard:" not in (
+      res.stdout)
+  r4 = json.loads((tmp_path / "o4" / "verdict.json").read_text())
+  hard4 = r4["arms"]["hard (alpha=0)"]
+  assert hard4["seeds"] == [100, 101, 102, 103]
+  assert hard4["final"][:2] == [2102.0, 2103.0] and hard4["final"][2:] == r102["arms"][
+      "hard (alpha=0)"]["final"]
+  res = _reproduce(runs, "--claim=hard", f"--archive_dir={archive}", f"--out={tmp_path}/o2")
+  assert res.returncode == 0, res.stderr[-2000:]
+  r2 = json.loads((tmp_path / "o2" / "verdict.json").read_text())
+  assert [a["seeds"] for a in r2["arms"].values()] == [[100, 101], [100, 101]]
 
 
 def _archive_claim(archive, claim, seeds=(100, 101)):
