@@ -664,13 +664,16 @@ def run_status(run: Run, run_dir: str, budget: str, first_seed: int, seeds: int,
   else:                           # orbax steps: one directory per checkpointed env step
     steps = [int(n) for n in names if n.isdigit()]
     resume = {"all": max(steps)} if steps else {}
-  return dict(run=run.name, state=state, target=target, reached=reached,
+  return dict(run=run.name, dir=os.path.basename(run_dir), state=state, target=target,
+              reached=reached,
               complete=complete, resume=resume, runner=run.runner, archived=None,
               archive_note=archive_note)
 
 
 def format_status(st: dict) -> str:
   line = _format_status(st)
+  if st.get("dir", st["run"]) != st["run"]:   # more seeds for an archived run
+    line += f"; run directory {st['dir']}, archived with {st['run']}"
   if st.get("archived"):
     line += f"; in the archive {os.path.relpath(st['archived'], REPO)}"
   if st.get("archive_note"):

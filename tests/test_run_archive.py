@@ -131,6 +131,11 @@ def test_more_seeds_for_an_arm_join_its_archived_run(tmp_path):
   assert meta["seeds"] == [100, 101, 102, 103]
   assert [p["seeds"] for p in meta["parts"]] == [[100, 101], [102, 103]]
   assert "--seed=102" in meta["parts"][1]["command"]
+  res = _reproduce(runs, "--claim=hard", f"--archive_dir={archive}", "--first_seed=104",
+                   "--seeds=2", "--status")
+  assert ("not started 0 / 300 env steps (2 seeds); run directory "
+          "halfcheetah-hard-seed104, archived with halfcheetah-hard; archived without "
+          "seed(s) 104, 105 at 300 env steps: not used") in res.stdout, res.stdout
   r102 = json.loads((tmp_path / "o102" / "verdict.json").read_text())
   assert r102["arms"]["hard (alpha=0)"]["seeds"] == [102, 103]
   res = _reproduce(runs, "--claim=hard", f"--archive_dir={archive}", "--seeds=4",
