@@ -115,8 +115,9 @@ def add(archive: str, run: str, runner: str, config: dict[str, str], command: st
       parts = [dict(p, seeds=kept) for p in meta.get("parts", [dict(
                    seeds=meta["seeds"], command=meta["command"], source=meta["source"])])
                if (kept := sorted(set(p["seeds"]) - set(curves)))] + [part]
-      write(archive, run, runner, config, meta["command"], target, merged,
-            source=meta["source"], parts=parts)
+      # The top-level command and source: the first command that still gives seeds.
+      write(archive, run, runner, config, parts[0]["command"], target, merged,
+            source=parts[0]["source"], parts=parts)
       return sorted(merged)
   write(archive, run, runner, config, command, target, curves, source)
   return sorted(curves)

@@ -105,8 +105,9 @@ def test_add_puts_more_seeds_beside_the_archived_ones(tmp_path):
   # Every seed the first command still gave trained again: its part is gone.
   A.add(d, "r", "experiments.run", cfg, "cmd99", 300, _curves((100,), (100, 200, 300)),
         source="s99")
-  assert [p["command"] for p in json.loads((tmp_path / "r.json").read_text())["parts"]] == [
-      "cmd102", "cmd99"]
+  meta = json.loads((tmp_path / "r.json").read_text())
+  assert [p["command"] for p in meta["parts"]] == ["cmd102", "cmd99"]
+  assert meta["command"] == "cmd102" and meta["source"] == "s102"
   # Another configuration, or another target: in place of the old seeds.
   assert A.add(d, "r", "experiments.run", {"alpha": "0"}, "c", 300,
                _curves((105,), (100, 200, 300)), source="x") == [105]
