@@ -51,6 +51,18 @@ Claims (paper section 5; the task flagfiles carry the reward scales calibrated o
                  near-equivalence, tested as "the best arm is K = 2 or 4, or K = 2 or K = 4
                  is within 15% of the best arm's mean final return" (bootstrap interval of
                  the gap against that margin).
+    settings     (a search, for a task whose bar the tasks claim does not meet) one-flag
+                 variants of a task flagfile, `--setting=NAME=VALUE` once per arm (e.g.
+                 --setting=tau=0.005 --setting=batch_size=256), beside the flagfile as it
+                 is (the arm "default": the tasks claim's paper run), on --tasks (default
+                 Walker2d). Parts per task: each arm's mean final return against the
+                 tasks bar (the tasks claim's test), and each variant's final return above
+                 the default's (one-sided permutation test). Verdict: holds when some
+                 variant meets the bar (its interval above it), does not hold when every
+                 variant's interval lies below it, else inconclusive. The seeds that pick
+                 a setting have served every setting tried on them: confirm a winner on
+                 fresh seeds (--first_seed) before a flagfile takes it. (At the smoke
+                 budget its tiny sizes win over a --setting of the same flags.)
 
 Runs are shared between claims: a run is named by what it trains (e.g. halfcheetah-paper,
 the SAC arm of five claims), and each comparison meets its two arms at equal env steps
@@ -108,6 +120,7 @@ import numpy as np
 from experiments import references
 from experiments import run_archive
 from experiments import verdict as V
+from sac_jax import settings as S
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS_DIR = os.path.join("experiments", "flags")
@@ -116,9 +129,16 @@ ARCHIVE = os.path.join(REPO, "docs", "reproduction", "runs")
 TASKS = ("halfcheetah", "hopper", "walker2d", "ant")
 THRESHOLDS = dict(halfcheetah=3500.0, hopper=1500.0, walker2d=1000.0, ant=1000.0)
 CLAIMS = ("tasks", "sac_vs_ddpg", "seeds", "hard", "grad_steps", "components",
-          "mixture_gradients", "overlap", "parity")
-# --tasks left at its default: these claims run on these tasks only.
-CLAIM_TASKS = dict(parity=("halfcheetah", "hopper"), grad_steps=("halfcheetah",))
+          "mixture_gradients", "overlap", "parity", "settings")
+# --tasks left at its default: these claims run on these tasks only (settings: the task
+# whose bar the tasks claim does not meet).
+CLAIM_TASKS = dict(parity=("halfcheetah", "hopper"), grad_steps=("halfcheetah",),
+                   settings=("walker2d",))
+# What run_flags sets for every run (the budget's protocol, the seeds, where it writes) or
+# --tasks chooses: not a --setting of the settings claim.
+PROTOCOL_FLAGS = ("env_id", "seed", "num_seeds", "run_dir", "log_every_s",
+                  "total_env_steps", "buffer_size", "eval_every", "eval_episodes",
+                  "checkpoint_every", "sweep", "flagfile")
 BUDGETS = ("smoke", "cpu", "paper")
 # cpu budget: env steps per run. "long" runs are shared by several claims (the paper
 # configuration of a task is the SAC arm of tasks, sac_vs_ddpg, seeds, hard, and the K = 4
@@ -149,6 +169,9 @@ flags.DEFINE_integer("seeds", None, f"seeds per arm (default {SEEDS}; 2 for smok
 flags.DEFINE_list("tasks", list(TASKS), "tasks of the per-task claims (default all; "
                   + "; ".join(f"{c}: {', '.join(t)}" for c, t in CLAIM_TASKS.items()) + ")")
 flags.DEFINE_list("arms", None, "only these arms (default all), e.g. --arms=paper")
+flags.DEFINE_multi_string("setting", [], "the settings claim: NAME=VALUE, one arm per "
+                          "occurrence (a flag of experiments.run set after the task "
+                          "flagfile), e.g. --setting=tau=0.005 --setting=batch_size=256")
 flags.DEFINE_string("archive_dir", None, "finished runs kept in the repository (curve and "
                     "configuration; experiments/run_archive.py): a run complete there is "
                     "not trained again. Default docs/reproduction/runs for the cpu and "
@@ -199,13 +222,56 @@ def _grad_steps(g: int, task: str = "halfcheetah") -> Run:
              "short" if task == "halfcheetah" else "long")
 
 
-def plan(claim: str, tasks: Sequence[str] | None = None) -> list[Arm]:
-  """The arms of a claim (each names its run); tasks: the claim's own by default."""
+def parse_setting(text: str) -> tuple[str, str]:
+  """"NAME=VALUE" of the settings claim -> (NAME, VALUE); ValueError naming what is wrong
+  (not NAME=VALUE, not a setting of experiments.run, a flag the budget's protocol sets, or
+  a value the setting refuses)."""
+  name, eq, value = text.strip().lstrip("-").partition("=")
+  if not eq or not name or not value:
+    raise ValueError(f"--setting={text}: must be NAME=VALUE, e.g. --setting=tau=0.005")
+  if name in PROTOCOL_FLAGS:
+    raise ValueError(f"--setting={text}: {name} is set by the budget's protocol or by "
+                     "--tasks; a setting may be any other flag of experiments.run")
+  if name not in S.BY_NAME or not S.BY_NAME[name].flag:
+    raise ValueError(f"--setting={text}: {name!r} is not a flag of experiments.run "
+                     "(e.g. tau, batch_size, lr, grad_steps, reward_scale)")
+  setting = S.BY_NAME[name]
+  # The text as the command line gives it to the setting (absl's parsing of its kind).
+  words = dict(true=True, false=False, **{"1": True, "0": False})
+  try:
+    parsed = dict(int=int, float=float, bool=lambda v: words[v.lower()],
+                  ints=lambda v: v.split(",")).get(setting.kind, str)(value)
+  except (KeyError, ValueError):
+    parsed = value   # refused below, as a value of the wrong kind
+  why = setting.refusal(parsed)
+  if why:
+    raise ValueError(f"--setting={text}: {why}")
+  return name, value
+
+
+def setting_run(task: str, text: str) -> Run:
+  """The run of one --setting on a task: the task flagfile, then --NAME=VALUE; named
+  <task>-<NAME><VALUE> (characters other than letters, digits, '.', '-' and '_' as '_')."""
+  name, value = parse_setting(text)
+  tag = "".join(c if c.isalnum() or c in "._-" else "_" for c in f"{name}{value}")
+  return Run(f"{task}-{tag}", task, (f"--{name}={value}",))
+
+
+def plan(claim: str, tasks: Sequence[str] | None = None,
+         settings: Sequence[str] = ()) -> list[Arm]:
+  """The arms of a claim (each names its run); tasks: the claim's own by default;
+  settings: the settings claim's NAME=VALUE arms."""
   if tasks is None:
     tasks = CLAIM_TASKS.get(claim, TASKS)
   for t in tasks:
     if t not in TASKS:
       raise ValueError(f"task {t!r}: must be one of {TASKS}")
+  if claim == "settings":
+    if len(set(settings)) != len(settings):
+      raise ValueError(f"--setting: {list(settings)} names an arm twice")
+    return [a for t in tasks for a in (
+        [Arm("default", _paper(t), t)] +
+        [Arm(x.strip().lstrip("-"), setting_run(t, x), t) for x in settings])]
   if claim == "tasks":
     return [a for t in tasks for a in (
         Arm("paper", _paper(t), t),
@@ -365,20 +431,44 @@ def analyze(claim: str, arms: Sequence[Arm], data: dict[str, tuple], budget: str
 
   # A claim run on a subset of its arms (--arms) gets the parts whose arms are all there.
   key = lambda panel, label: (k if (k := _key(Arm(label, None, panel))) in stats else None)
+  def bar_part(t: str, k: str, what: str) -> dict:
+    """The tasks bar: arm k's mean final return >= the task's bar, judged by the bootstrap
+    95% interval of the mean (above it: holds; below it: does not hold)."""
+    s, bar = stats[k], THRESHOLDS[t]
+    finals = np.asarray(s["final"])
+    boot = np.random.default_rng(0).choice(finals, (V.RESAMPLES, finals.size)).mean(1)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    v = V.HOLDS if lo >= bar else V.FAILS if hi < bar else V.INCONCLUSIVE
+    return dict(part=f"{t}: {what} mean final >= {bar:g}", verdict=v, mean=s["final_mean"],
+                ci95=[float(lo), float(hi)], meets_bar=bool(s["final_mean"] >= bar),
+                env_steps=s["env_steps"])
+
   if claim == "tasks":
     for t in dict.fromkeys(a.panel for a in arms):
-      if f"{t}/paper" not in stats:
-        continue
-      s = stats[f"{t}/paper"]
-      bar = THRESHOLDS[t]
-      finals = np.asarray(s["final"])
-      boot = np.random.default_rng(0).choice(finals, (V.RESAMPLES, finals.size)).mean(1)
-      lo, hi = np.percentile(boot, [2.5, 97.5])
-      v = V.HOLDS if lo >= bar else V.FAILS if hi < bar else V.INCONCLUSIVE
-      out["parts"].append(dict(part=f"{t}: paper config mean final >= {bar:g}",
-                               verdict=v, mean=s["final_mean"], ci95=[float(lo), float(hi)],
-                               meets_bar=bool(s["final_mean"] >= bar),
-                               env_steps=s["env_steps"]))
+      if f"{t}/paper" in stats:
+        out["parts"].append(bar_part(t, f"{t}/paper", "paper config"))
+  elif claim == "settings":
+    bars = []
+    for t in dict.fromkeys(a.panel for a in arms):
+      ks = [k for k in stats if stats[k]["panel"] == t]
+      for k in ks:
+        label = stats[k]["arm"]
+        out["parts"].append(bar_part(t, k, "default" if label == "default" else label))
+        if label != "default":
+          bars.append(out["parts"][-1]["verdict"])
+      default = key(t, "default")
+      for k in ks:
+        if default and k != default:
+          out["parts"].append(part(f"{t}: {stats[k]['arm']} final > default final",
+                                   V.directional, (k, default)))
+    # A search: it succeeds when one variant meets the bar, fails when none can.
+    if bars:
+      out["verdict"] = (V.HOLDS if V.HOLDS in bars else
+                        V.FAILS if all(v == V.FAILS for v in bars) else V.INCONCLUSIVE)
+    elif out["parts"]:
+      out["verdict"] = V.INCONCLUSIVE
+      out["note"] = ("no --setting arm in this analysis: the default's bar alone, which "
+                     "the tasks claim tests")
   elif claim == "sac_vs_ddpg":
     for t in dict.fromkeys(a.panel for a in arms):
       for s_label, d_label in (("SAC", "DDPG G=1"), ("SAC", "DDPG G=4"),
@@ -753,9 +843,15 @@ def main(argv):
   if F.claim is None and not F.status:
     raise app.UsageError(f"--claim is required: one of {', '.join(CLAIMS)}")
   claims = [F.claim] if F.claim else list(CLAIMS)
+  if F.claim == "settings" and not F.setting:
+    raise app.UsageError("--claim=settings needs one --setting=NAME=VALUE per arm, e.g. "
+                         "--setting=tau=0.005 --setting=batch_size=256")
+  if F.setting and F.claim != "settings":
+    raise app.UsageError(f"--setting={F.setting[0]}: only --claim=settings takes "
+                         "--setting")
   try:
     arms = [a for c in claims for a in plan(c, F.tasks if F["tasks"].present
-                                             else CLAIM_TASKS.get(c, TASKS))]
+                                             else CLAIM_TASKS.get(c, TASKS), F.setting)]
   except ValueError as e:
     raise app.UsageError(str(e)) from None
   planned = arms

@@ -84,9 +84,10 @@ def test_smoke_budget_of_the_per_task_claims(tmp_path):
   (the paper run is shared by all four)."""
   runs = tmp_path / "runs"
   for claim, arms in (("tasks", 2), ("sac_vs_ddpg", 2), ("mixture_gradients", 3),
-                      ("overlap", 2)):
+                      ("settings", 2), ("overlap", 2)):
     out = tmp_path / claim
-    res = _reproduce(runs, f"--claim={claim}", "--tasks=hopper", f"--out={out}")
+    res = _reproduce(runs, f"--claim={claim}", "--tasks=hopper", f"--out={out}",
+                     *(["--setting=tau=0.005"] if claim == "settings" else []))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     result = _check_outputs(out, claim, arms)
     if claim == "sac_vs_ddpg":
@@ -94,6 +95,12 @@ def test_smoke_budget_of_the_per_task_claims(tmp_path):
           "hopper: SAC final > DDPG G=1 final", "hopper: SAC auc > DDPG G=1 auc"]
     if claim == "mixture_gradients":
       assert len(result["parts"]) == 2
+    if claim == "settings":   # the default arm is the tasks claim's run: not trained again
+      assert [p["part"] for p in result["parts"]] == [
+          "hopper: default mean final >= 1500", "hopper: tau=0.005 mean final >= 1500",
+          "hopper: tau=0.005 final > default final"]
+      assert res.stdout.count("starting 2 member(s)") == 1, res.stdout[-2000:]
+      assert "--tau=0.005" in " ".join(result["commands"])
   assert [p["part"] for p in result["parts"]] == [
       "hopper: overlap final agrees with synchronous final within 15%",
       "hopper: overlap auc agrees with synchronous auc within 15%"]
@@ -264,7 +271,8 @@ def test_bad_input_is_one_clear_line(tmp_path):
 def test_a_subset_of_arms_gets_the_parts_it_can(claim):
   """--arms may pick any subset: analyze() tests the parts whose arms are all there and
   never reaches a verdict from a part it cannot test."""
-  arms = reproduce.plan(claim, ("halfcheetah", "hopper"))
+  arms = reproduce.plan(claim, ("halfcheetah", "hopper"),
+                        ("tau=0.005", "lr=1e-4") if claim == "settings" else ())
   steps = np.arange(1, 5) * 5000
   rng = np.random.default_rng(0)
   data = {reproduce._key(a): (steps, {s: rng.normal(100 * i, 10, 4) for s in (100, 101, 102)})
@@ -276,6 +284,12 @@ def test_a_subset_of_arms_gets_the_parts_it_can(claim):
     if claim == "tasks" and a.label == "paper":   # its bar needs no other arm
       assert [p["part"] for p in r["parts"]] == [f"{a.panel}: paper config mean final "
                                                  f">= {reproduce.THRESHOLDS[a.panel]:g}"]
+      continue
+    if claim == "settings":   # every arm's bar needs no other arm
+      assert [p["part"] for p in r["parts"]] == [
+          f"{a.panel}: {a.label} mean final >= {reproduce.THRESHOLDS[a.panel]:g}"]
+      if a.label == "default":   # no variant: the search has not been made
+        assert r["verdict"] == "inconclusive at this budget" and "no --setting" in r["note"]
       continue
     assert r["parts"] == [] and r["verdict"] == "inconclusive at this budget", (a, r)
     assert "no part" in r["note"]
@@ -422,3 +436,87 @@ def test_each_comparison_meets_at_its_own_pair_horizon():
   assert r["arms"]["halfcheetah/SAC"]["env_steps"] == 300_000
   table = reproduce.table_markdown(r)
   assert "| halfcheetah: SAC final > DDPG G=1 final | 300,000 | holds |" in table
+
+
+def _settings_data(finals_by_label, task="walker2d"):
+  """Curves whose mean of the last 3 evaluations is each seed's given final."""
+  labels = list(finals_by_label)
+  arms = reproduce.plan("settings", (task,), [x for x in labels if x != "default"])
+  steps = np.arange(1, 7) * 5000
+  data = {}
+  for a in arms:
+    finals = finals_by_label[a.label]
+    data[reproduce._key(a)] = (steps, {100 + i: np.r_[np.zeros(3), np.full(3, f)]
+                                       for i, f in enumerate(finals)})
+  return arms, data
+
+
+@pytest.mark.parametrize("variants, verdict", [
+    # One variant far above the bar, one below: the search finds a setting.
+    (dict(a=[1400, 1500, 1450, 1550, 1500], b=[600, 650, 700, 620, 680]), "holds"),
+    # Every variant's interval below the bar: no setting found.
+    (dict(a=[600, 650, 700, 620, 680], b=[800, 850, 900, 820, 880]), "does not hold"),
+    # A variant around the bar, the other below: cannot tell.
+    (dict(a=[600, 1500, 700, 1400, 1100], b=[600, 650, 700, 620, 680]),
+     "inconclusive at this budget"),
+])
+def test_settings_verdict_on_known_answers(variants, verdict):
+  """The settings claim: a search that holds when one variant's mean final is above the
+  tasks bar by its bootstrap interval, fails when every variant is below it; each variant
+  is also compared with the default (a one-sided permutation test)."""
+  names = {"a": "tau=0.005", "b": "batch_size=256"}
+  finals = {"default": [650, 700, 600, 680, 720],
+            **{names[k]: v for k, v in variants.items()}}
+  arms, data = _settings_data(finals)
+  r = reproduce.analyze("settings", arms, data, "cpu")
+  assert r["verdict"] == verdict, r
+  parts = {p["part"]: p for p in r["parts"]}
+  assert list(parts) == [
+      "walker2d: default mean final >= 1000", "walker2d: tau=0.005 mean final >= 1000",
+      "walker2d: batch_size=256 mean final >= 1000",
+      "walker2d: tau=0.005 final > default final",
+      "walker2d: batch_size=256 final > default final"]
+  # The default's own bar is reported but is not what the search is judged on.
+  assert parts["walker2d: default mean final >= 1000"]["verdict"] == "does not hold"
+  for label, f in variants.items():
+    bar = parts[f"walker2d: {names[label]} mean final >= 1000"]
+    np.testing.assert_allclose(bar["mean"], np.mean(f))
+    assert bar["ci95"][0] <= np.mean(f) <= bar["ci95"][1]
+    cmp = parts[f"walker2d: {names[label]} final > default final"]
+    np.testing.assert_allclose(cmp["effect"], np.mean(f) - np.mean(finals["default"]))
+  if verdict == "holds":
+    assert parts["walker2d: tau=0.005 final > default final"]["verdict"] == "holds"
+
+
+def test_settings_runs_and_bad_settings():
+  """A --setting is one flag after the task flagfile, its run named by it; what the
+  budget's protocol sets, unknown names and refused values are one clear line each."""
+  arms = reproduce.plan("settings", ("walker2d",), ("tau=0.005", "hidden_sizes=256,256"))
+  assert [(a.label, a.run.name, a.run.flags) for a in arms] == [
+      ("default", "walker2d-paper", ()),
+      ("tau=0.005", "walker2d-tau0.005", ("--tau=0.005",)),
+      ("hidden_sizes=256,256", "walker2d-hidden_sizes256_256", ("--hidden_sizes=256,256",))]
+  argv = reproduce.run_flags("cpu", arms[1].run, 100, 5, "/r")
+  assert argv[:2] == ["--flagfile=experiments/flags/walker2d.flags", "--tau=0.005"]
+  assert "--total_env_steps=300000" in argv
+  for bad, says in (("tau", "must be NAME=VALUE"), ("seed=3", "set by the budget"),
+                    ("total_env_steps=5", "set by the budget"),
+                    ("bogus=1", "'bogus' is not a flag"),
+                    ("tau=2", "tau=2: must be in (0, 1]"),
+                    ("batch_size=big", "batch_size='big': must be an integer"),
+                    ("policy_gradient=magic", "must be one of")):
+    with pytest.raises(ValueError, match=None) as e:
+      reproduce.plan("settings", ("walker2d",), (bad,))
+    assert says in str(e.value) and f"--setting={bad}" in str(e.value), (bad, e.value)
+  with pytest.raises(ValueError, match="twice"):
+    reproduce.plan("settings", ("walker2d",), ("tau=0.005", "tau=0.005"))
+
+
+def test_settings_command_line_refusals(tmp_path):
+  res = _reproduce(tmp_path, "--claim=settings")
+  assert res.returncode != 0 and "needs one --setting=NAME=VALUE" in res.stderr
+  res = _reproduce(tmp_path, "--claim=hard", "--setting=tau=0.005")
+  assert res.returncode != 0 and "only --claim=settings takes --setting" in res.stderr
+  res = _reproduce(tmp_path, "--claim=settings", "--setting=tau=-1")
+  assert res.returncode != 0 and "--setting=tau=-1: tau=-1: must be" in res.stderr
+  assert "Traceback" not in res.stderr and not (tmp_path / "smoke").exists()

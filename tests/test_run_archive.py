@@ -232,6 +232,14 @@ def test_committed_archive_is_consistent():
       if not name.endswith(".json"):
         continue
       meta = json.load(open(os.path.join(d, name)))
+      if meta["run"] not in runs:
+        # A settings claim's run (named by its --setting): rebuilt from its command, the
+        # task flagfile followed by the setting's flag.
+        words = meta["command"].split()[3:]
+        task = os.path.basename(words[0].split("=", 1)[1]).removesuffix(".flags")
+        setting = words[1].removeprefix("--")
+        runs.update((a.run.name, a.run) for a in reproduce.plan("settings", (task,),
+                                                                (setting,)))
       run = runs[meta["run"]]
       assert meta["target_env_steps"] == reproduce.target_steps(budget, run)
       argv = reproduce.run_flags(budget, run, meta["seeds"][0], len(meta["seeds"]), "/x")
