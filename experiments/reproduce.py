@@ -236,12 +236,12 @@ def parse_setting(text: str) -> tuple[str, str]:
     raise ValueError(f"--setting={text}: {name!r} is not a flag of experiments.run "
                      "(e.g. tau, batch_size, lr, grad_steps, reward_scale)")
   setting = S.BY_NAME[name]
-  # The text as the command line gives it to the setting (absl's parsing of its kind).
-  words = dict(true=True, false=False, **{"1": True, "0": False})
+  # The value as experiments.run's flag of this kind parses it (absl's parsers).
+  parser = dict(int=flags.IntegerParser, float=flags.FloatParser, bool=flags.BooleanParser,
+                ints=flags.ListParser).get(setting.kind, flags.ArgumentParser)()
   try:
-    parsed = dict(int=int, float=float, bool=lambda v: words[v.lower()],
-                  ints=lambda v: v.split(",")).get(setting.kind, str)(value)
-  except (KeyError, ValueError):
+    parsed = parser.parse(value)
+  except ValueError:
     parsed = value   # refused below, as a value of the wrong kind
   why = setting.refusal(parsed)
   if why:
@@ -431,6 +431,7 @@ def analyze(claim: str, arms: Sequence[Arm], data: dict[str, tuple], budget: str
 
   # A claim run on a subset of its arms (--arms) gets the parts whose arms are all there.
   key = lambda panel, label: (k if (k := _key(Arm(label, None, panel))) in stats else None)
+
   def bar_part(t: str, k: str, what: str) -> dict:
     """The tasks bar: arm k's mean final return >= the task's bar, judged by the bootstrap
     95% interval of the mean (above it: holds; below it: does not hold)."""
@@ -453,7 +454,7 @@ def analyze(claim: str, arms: Sequence[Arm], data: dict[str, tuple], budget: str
       ks = [k for k in stats if stats[k]["panel"] == t]
       for k in ks:
         label = stats[k]["arm"]
-        out["parts"].append(bar_part(t, k, "default" if label == "default" else label))
+        out["parts"].append(bar_part(t, k, label))
         if label != "default":
           bars.append(out["parts"][-1]["verdict"])
       default = key(t, "default")

@@ -504,10 +504,14 @@ def test_settings_runs_and_bad_settings():
                     ("bogus=1", "'bogus' is not a flag"),
                     ("tau=2", "tau=2: must be in (0, 1]"),
                     ("batch_size=big", "batch_size='big': must be an integer"),
-                    ("policy_gradient=magic", "must be one of")):
-    with pytest.raises(ValueError, match=None) as e:
+                    ("policy_gradient=magic", "must be one of"),
+                    ("auto_alpha=maybe", "must be True or False")):
+    with pytest.raises(ValueError) as e:
       reproduce.plan("settings", ("walker2d",), (bad,))
     assert says in str(e.value) and f"--setting={bad}" in str(e.value), (bad, e.value)
+  # Values parse as experiments.run's flags do: a bool flag takes false, lists split.
+  assert reproduce.plan("settings", ("walker2d",), ("auto_alpha=false",))[1].run.flags == (
+      "--auto_alpha=false",)
   with pytest.raises(ValueError, match="twice"):
     reproduce.plan("settings", ("walker2d",), ("tau=0.005", "tau=0.005"))
 
