@@ -22,6 +22,9 @@ alternating the peer and ours within each round (so a slow spell of the machine 
 and reports the median of each case over rounds, its range, and the race as the ratio of
 the medians beside the per-round ratios. `--async_envs` steps the end-to-end sac_jax cases'
 envs in subprocesses (for many members on a machine with many cores: a GPU host).
+`--op_profile` splits the fused per-env-step call by kind of operation (XLA's thunks on a
+CPU, kernels on a GPU) from a jax.profiler trace: where a step's time goes beyond "update"
+and "overhead".
 
 Prints a table and writes JSON (`--out`).
 """
@@ -31,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -75,6 +79,10 @@ def define_flags() -> None:
   flags.DEFINE_bool("profile", False, "Also break one member's learning-phase env step "
                     "into its parts (update alone, the fused call's dispatch and transfers, "
                     "env step, host rest), per configuration.")
+  flags.DEFINE_bool("op_profile", False, "Also split the fused per-env-step call (with "
+                    "its update) by kind of operation, from a jax.profiler trace (XLA's "
+                    "thunks on a CPU, kernels on a GPU), per configuration, for M = the "
+                    "first --update_members.")
   flags.DEFINE_integer("reporting_steps", 20000, "Learning-phase steps of each --reporting "
                        "case.")
   flags.DEFINE_string("case", None, "Internal: run one end-to-end case (JSON) and print it.")
@@ -146,23 +154,8 @@ def bench_update(config_name: str, num_members: int, obs_dim: int = 17, act_dim:
                  steps: int = 50, repeats: int = 5) -> dict:
   """Median time of `steps` gradient steps for M members, on a filled random buffer."""
   import jax
-  import jax.numpy as jnp
-  import numpy as np
-  from sac_jax import agent, replay
 
-  cfg = agent.SACConfig(**CONFIGS[config_name], buffer_size=10_000, start_steps=0)
-  ag = agent.Agent(cfg, obs_dim, act_dim)
-  state = ag.init_members(jax.random.split(jax.random.PRNGKey(0), num_members))
-  rng = np.random.default_rng(0)
-  m, c = num_members, cfg.buffer_size
-  data = replay.Transition(
-      jnp.asarray(rng.normal(size=(m, c, obs_dim)), jnp.float32),
-      jnp.asarray(rng.uniform(-1, 1, size=(m, c, act_dim)), jnp.float32),
-      jnp.asarray(rng.normal(size=(m, c)), jnp.float32),
-      jnp.asarray(rng.normal(size=(m, c, obs_dim)), jnp.float32),
-      jnp.zeros((m, c), jnp.float32))
-  state = state._replace(replay=replay.ReplayState(
-      data, jnp.zeros((m,), jnp.int32), jnp.full((m,), c, jnp.int32)))
+  ag, state = _filled_state(config_name, num_members, obs_dim, act_dim)
   update = jax.jit(jax.vmap(lambda s: ag.update(s, steps)), donate_argnums=0)
   flops = gradient_step_flops(ag) * steps * num_members
   state, metrics = update(state)
@@ -182,6 +175,31 @@ def bench_update(config_name: str, num_members: int, obs_dim: int = 17, act_dim:
               gflops=flops / sec / 1e9)
 
 
+def _filled_state(config_name: str, num_members: int, obs_dim: int, act_dim: int,
+                  **overrides):
+  """(agent, stacked state) of a configuration, its replay buffer (10,000 transitions per
+  member) full of random data, so every call samples a real minibatch."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from sac_jax import agent, replay
+
+  cfg = agent.SACConfig(**dict(CONFIGS[config_name], **overrides), buffer_size=10_000,
+                        start_steps=0)
+  ag = agent.Agent(cfg, obs_dim, act_dim)
+  state = ag.init_members(jax.random.split(jax.random.PRNGKey(0), num_members))
+  rng = np.random.default_rng(0)
+  m, c = num_members, cfg.buffer_size
+  data = replay.Transition(
+      jnp.asarray(rng.normal(size=(m, c, obs_dim)), jnp.float32),
+      jnp.asarray(rng.uniform(-1, 1, size=(m, c, act_dim)), jnp.float32),
+      jnp.asarray(rng.normal(size=(m, c)), jnp.float32),
+      jnp.asarray(rng.normal(size=(m, c, obs_dim)), jnp.float32),
+      jnp.zeros((m, c), jnp.float32))
+  return ag, state._replace(replay=replay.ReplayState(
+      data, jnp.zeros((m,), jnp.int32), jnp.full((m,), c, jnp.int32)))
+
+
 def gradient_step_flops(ag) -> float:
   """FLOPs of one member's gradient step, from XLA's cost analysis of the compiled,
   unbatched step (the analysis counts a scan body once and undercounts under vmap, so
@@ -197,6 +215,116 @@ def gradient_step_flops(ag) -> float:
                                          ).compile().cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return float(cost.get("flops", float("nan"))) if cost else float("nan")
+
+
+# --------------------------------------------------------------------------- op profile
+MATMUL_KINDS = ("dot", "ynn", "gemm", "cublas", "matmul", "convolution")
+
+
+def op_kind(name: str) -> str:
+  """The kind of a profiler event: its name without the numeric suffix XLA gives every
+  instruction ('broadcast_select_fusion.2' and '.17' are one kind, as are 'copy.224' and
+  'copy.3'; a GPU kernel's '_3' likewise); Python frames (jax.profiler names them
+  '$file:line function') are one kind."""
+  if name.startswith("$"):
+    return "(python)"
+  return re.sub(r"([._]\d+)+$", "", name)
+
+
+def self_times(events: list[dict]) -> list[tuple[str, float]]:
+  """(name, self time in us) of each complete ('X') trace event: its duration less that of
+  the events nested directly inside it on the same thread, so an event that encloses
+  others (an executor, a while loop, a conditional) keeps only its own overhead and the
+  self times of a thread add up to its busy time."""
+  out = []
+  by_thread: dict[tuple, list[dict]] = {}
+  for e in events:
+    if e.get("ph") == "X" and "dur" in e:
+      by_thread.setdefault((e.get("pid"), e.get("tid")), []).append(e)
+  for evs in by_thread.values():
+    evs.sort(key=lambda e: (e["ts"], -e["dur"]))
+    stack: list[list] = []  # [end, name, self]
+    for e in evs:
+      start, end = float(e["ts"]), float(e["ts"]) + float(e["dur"])
+      while stack and stack[-1][0] <= start:
+        out.append((stack[-1][1], stack.pop()[2]))
+      if stack:
+        stack[-1][2] -= min(end, stack[-1][0]) - start
+      stack.append([end, e["name"], float(e["dur"])])
+    out.extend((name, t) for _, name, t in reversed(stack))
+  return out
+
+
+def run_op_profile_case(config_name: str, num_members: int, calls: int = 100,
+                        obs_dim: int = 17, act_dim: int = 6, top: int = 15,
+                        **overrides) -> dict:
+  """Where the fused per-env-step call (`Agent.make_step`, with its update) spends its
+  time, by kind of operation: `calls` calls traced with jax.profiler (perfetto trace, no
+  extra package). The events named after an instruction of the compiled program are its
+  operations (on a CPU XLA's thunks: one per fusion, copy, matmul, loop; on a GPU its
+  kernels), their self times summed per kind (`op_kind`); the other events are the
+  runtime's (dispatch, executors, waits) and Python's. The profiler adds its own cost to
+  every event, so many small operations weigh more in the trace than in a real call: read
+  the split between kinds and the operation count; `call_us` is timed without the
+  profiler."""
+  import glob
+  import gzip
+  import tempfile
+
+  import jax
+  import numpy as np
+  from sac_jax import agent
+
+  ag, state = _filled_state(config_name, num_members, obs_dim, act_dim, **overrides)
+  step = ag.make_step()
+  tr, obs = jax.device_put((agent.empty_transition(num_members, obs_dim, act_dim),
+                            np.zeros((num_members, obs_dim), np.float32)))
+  hlo = step.lower(state, tr, True, obs, True).compile().as_text()
+  # A GPU kernel is named after its instruction with '.' and '-' made '_'.
+  instructions = {n for i in re.findall(r"%([\w.\-]+) = ", hlo)
+                  for n in (i, re.sub(r"[.\-]", "_", i))}
+
+  def run(n: int):
+    nonlocal state
+    for _ in range(n):
+      state, action, _ = step(state, tr, True, obs, True)
+      np.asarray(action)
+
+  run(10)  # compiles
+  t0 = time.perf_counter()
+  run(calls)
+  call_us = (time.perf_counter() - t0) / calls * 1e6
+  with tempfile.TemporaryDirectory() as d:
+    jax.profiler.start_trace(d, create_perfetto_trace=True)
+    t0 = time.perf_counter()
+    run(calls)
+    traced_us = (time.perf_counter() - t0) / calls * 1e6
+    jax.profiler.stop_trace()
+    path = sorted(glob.glob(os.path.join(d, "**", "*perfetto_trace.json.gz"),
+                            recursive=True))[-1]
+    with gzip.open(path) as f:
+      trace = json.load(f)
+  events = trace["traceEvents"] if isinstance(trace, dict) else trace
+  ops: dict[str, list[float]] = {}
+  runtime: dict[str, float] = {}
+  for name, t in self_times(events):
+    if name in instructions:
+      acc = ops.setdefault(op_kind(name), [0.0, 0])
+      acc[0] += t
+      acc[1] += 1
+    elif not name.startswith("$"):
+      runtime[name] = runtime.get(name, 0.0) + t
+  total = sum(t for t, _ in ops.values())
+  matmul = sum(t for k, (t, _) in ops.items() if any(m in k.lower() for m in MATMUL_KINDS))
+  ranked = sorted(ops.items(), key=lambda kv: -kv[1][0])
+  return dict(kind="op_profile", config=config_name, members=num_members, calls=calls,
+              call_us=call_us, traced_call_us=traced_us, op_us_per_call=total / calls,
+              ops_per_call=sum(n for _, n in ops.values()) / calls,
+              matmul_share=matmul / total if total else 0.0,
+              ops=[dict(op=k, us_per_call=t / calls, per_call=n / calls)
+                   for k, (t, n) in ranked[:top]],
+              runtime=[dict(event=k, us_per_call=t / calls) for k, t in
+                       sorted(runtime.items(), key=lambda kv: -kv[1])[:5]])
 
 
 # --------------------------------------------------------------------------- end to end
@@ -566,6 +694,20 @@ def format_table(results: list[dict], peak: float) -> str:
               f"{'config':<11} " + " ".join(f"{p[:-3]:>14}" for p in parts)]
     for r in prof:
       lines.append(f"{r['config']:<11} " + " ".join(f"{r[p]:>14.0f}" for p in parts))
+  for r in (r for r in results if r["kind"] == "op_profile"):
+    lines += ["", f"The fused call by kind of operation ({r['config']}, M = {r['members']}: "
+              f"{r['call_us']:.0f} us per call untraced, {r['traced_call_us']:.0f} traced; "
+              f"{r['ops_per_call']:.0f} operations per call, {r['op_us_per_call']:.0f} us "
+              "of their self time, summed over threads):",
+              f"{'kind':<40} {'us/call':>9} {'share':>7} {'ops/call':>9}"]
+    total = r["op_us_per_call"] or 1.0
+    for o in r["ops"]:
+      lines.append(f"{o['op'][:40]:<40} {o['us_per_call']:>9.1f} "
+                   f"{100 * o['us_per_call'] / total:>6.1f}% {o['per_call']:>9.1f}")
+    lines.append(f"{'matmuls (every kind)':<40} {r['matmul_share'] * total:>9.1f} "
+                 f"{100 * r['matmul_share']:>6.1f}%")
+    lines.append("runtime, self time per call: " + "; ".join(
+        f"{e['event']} {e['us_per_call']:.0f} us" for e in r["runtime"]))
   rep = [r for r in results if r["kind"] == "reporting"]
   if rep:
     lines += ["", "Share of learning-phase wall time (paper config, M = 1, run directory):",
@@ -586,6 +728,8 @@ def main(argv):
     elif spec["kind"] == "profile":
       result = run_profile_case(spec["config"], spec["env_id"], spec["warmup"],
                                 spec["measure"])
+    elif spec["kind"] == "op_profile":
+      result = run_op_profile_case(spec["config"], spec["members"])
     elif spec["kind"] == "reporting":
       result = run_reporting_case(spec["config"], spec["env_id"], spec["warmup"],
                                   spec["measure"], spec["eval_every"],
@@ -678,6 +822,15 @@ def main(argv):
                                 warmup=warmup, measure=min(measure, 2000)))
       print(f"  profile {name}: " + ", ".join(f"{k} {v:.0f}" for k, v in r.items()
                                               if k.endswith("_us")), flush=True)
+      results.append(r)
+
+  if FLAGS.op_profile:
+    for name in FLAGS.configs:
+      r = _subprocess_case(dict(kind="op_profile", config=name,
+                                members=update_members[0]))
+      print(f"  op profile {name} M={r['members']}: {r['call_us']:.0f} us per call, "
+            f"{r['ops_per_call']:.0f} operations, matmuls {100 * r['matmul_share']:.0f}% "
+            "of their traced time", flush=True)
       results.append(r)
 
   if FLAGS.reporting:

@@ -3,9 +3,10 @@
 # inside the device tool's 10-minute limit; a session has about 15 minutes of device time).
 # Here first: `bash experiments/gpu_wheels.sh` (the wheels go to .whl/, which is carried).
 # Then, on the device machine, from the repository root, with carry [".whl"]:
-#   bash experiments/gpu_checks.sh race    # ~4 min: the race's GPU table (equal work, M = 1,
-#                                          #   against stable-baselines-jax) and the update
-#                                          #   alone for M = 1, 64, 256, both configurations
+#   bash experiments/gpu_checks.sh race    # ~5 min: the race's GPU table (equal work, M = 1,
+#                                          #   against stable-baselines-jax), the update
+#                                          #   alone for M = 1, 64, 256, both configurations,
+#                                          #   and the fused call at M = 256 by kernel kind
 #   bash experiments/gpu_checks.sh e2e     # ~5 min: the paper configuration end to end,
 #                                          #   M = 16 and 64, async envs, sync and overlap;
 #                                          #   a sweep through the sharded path (experiments.run)
@@ -42,6 +43,11 @@ log="$out/$part.log"
       timeout 240 "$py" -m experiments.bench --end_to_end=false --configs=paper,equal_work \
         --update_members=$update_m --update_repeats=$reps --peak_gflops=$peak \
         --out="$out/update.json"
+      # Where the fused call's time goes by kernel kind, at the largest M (the kernel count
+      # per gradient step bounds the GPU goal of issue 13, item 7).
+      timeout 120 "$py" -m experiments.bench --end_to_end=false --update_only=false \
+        --op_profile --configs=paper,equal_work --update_members=${update_m##*,} \
+        --out="$out/ops.json"
       ;;
     e2e)
       timeout 270 "$py" -m experiments.bench --env_id=$env_id --configs=paper \

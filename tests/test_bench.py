@@ -104,3 +104,42 @@ def test_profile_case_splits_the_env_step():
     assert r[k] > 0 and r[k] < 1e7, (k, r[k])
   assert r["transfer_us"] == pytest.approx(r["call_us"] - r["device_inputs_call_us"])
   assert r["host_rest_us"] == pytest.approx(r["loop_us"] - r["call_us"] - r["env_us"])
+
+
+def test_op_kind_drops_the_instruction_number():
+  assert bench.op_kind("broadcast_select_fusion.2") == "broadcast_select_fusion"
+  assert bench.op_kind("copy.224") == bench.op_kind("copy") == "copy"
+  assert bench.op_kind("wrapped_reduce-window.24") == "wrapped_reduce-window"
+  assert bench.op_kind("region_10.30.clone.1") == "region_10.30.clone"  # only the tail
+  assert bench.op_kind("loop_multiply_fusion_3") == "loop_multiply_fusion"  # a GPU kernel
+  assert bench.op_kind("$profiler.py:271 stop_trace") == "(python)"
+
+
+def test_self_times_subtract_the_nested_events():
+  """A hand-made trace: an executor (0-100 us) holding a loop (10-60) that holds two ops
+  (10-30, 40-50), then an op (70-90); another thread's op overlaps in time but is not
+  nested. Self times: executor 100 - 50 - 20 = 30, loop 50 - 20 - 10 = 20."""
+  ev = lambda name, ts, dur, tid=1: dict(ph="X", name=name, ts=ts, dur=dur, pid=1, tid=tid)
+  events = [ev("executor", 0, 100), ev("while.1", 10, 50), ev("dot.1", 10, 20),
+            ev("copy.1", 40, 10), ev("dot.2", 70, 20), ev("copy.2", 5, 90, tid=2),
+            dict(ph="i", name="instant", ts=3, pid=1, tid=1)]
+  got = sorted(bench.self_times(events))
+  assert got == sorted([("executor", 30.0), ("while.1", 20.0), ("dot.1", 20.0),
+                        ("copy.1", 10.0), ("dot.2", 20.0), ("copy.2", 90.0)])
+  # A thread's self times add up to its busy time.
+  assert sum(t for n, t in got if n != "copy.2") == 100.0
+
+
+def test_op_profile_case_names_the_compiled_programs_operations():
+  """The `--op_profile` case on a tiny paper configuration: every reported kind is an
+  operation of the compiled step (the runtime's events are apart), the matmuls are among
+  them, and the shares add up (sizes are the benchmark's to measure, not the test's)."""
+  r = bench.run_op_profile_case("paper", 2, calls=5, obs_dim=3, act_dim=1, top=100,
+                                hidden_sizes=(8, 8), batch_size=8)
+  kinds = {o["op"] for o in r["ops"]}
+  assert any(k in kinds for k in ("dot", "ynn_fusion")), kinds
+  assert not any(k.startswith(("ThunkExecutor", "PjitFunction", "(python)")) for k in kinds)
+  assert r["runtime"] and r["ops_per_call"] >= 10 and r["call_us"] > 0
+  assert sum(o["us_per_call"] for o in r["ops"]) == pytest.approx(r["op_us_per_call"])
+  assert 0 < r["matmul_share"] < 1
+  assert sum(o["per_call"] for o in r["ops"]) == pytest.approx(r["ops_per_call"])
