@@ -4,7 +4,8 @@ One member's functions are written unbatched; `make_step`, `make_eval_act` and
 `init_members` wrap them over a leading member axis M (`jax.vmap`; `lax.map` for init's
 random draws) and `jax.jit` them once. Algorithm 2 of the paper: for each env step, act,
 store, then G gradient steps; all three gradients of a step are taken from the same
-pre-update params, then V_target moves.
+pre-update params (or, with update_order 'sequential', the policy's after V and Q have
+stepped), then V_target moves.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ class SACConfig:
   # True: the paper's soft value network V with a target copy. False: the value-free critic
   # of SAC 2018b (target Q networks, the next state's soft value from a fresh a' ~ pi).
   value_network: bool = True
+  # "joint": every gradient of a step at the same pre-update params (the paper's code);
+  # "sequential": the critic steps first, the policy's gradient reads the updated critic.
+  update_order: str = "joint"
   target_entropy: float | None = None  # None: -act_dim (used with auto_alpha)
   # Soft bounds of the policy's log-stds (networks.soft_clip; the authors hard-clipped to
   # [-20, 2], which float32 cannot represent at the low end: see networks.LOG_STD_MIN).
@@ -137,12 +141,11 @@ class TrainState(NamedTuple):
                               # this member (Agent.step); -1 while it is healthy
 
 
-class Grads(NamedTuple):
-  """The gradients of one step: params-shaped trees, None where nothing is learned."""
-  policy: Any
-  q: Any
-  v: Any           # None without the value network
-  log_alpha: Any   # None without auto_alpha
+class FreshAction(NamedTuple):
+  """A step's fresh action at s from the pre-update policy, held fixed (stop_gradient)."""
+  u: jax.Array          # [B, d] pre-tanh sample, u ~ p(.|s) (or the reparameterized one)
+  log_pi: jax.Array     # [B] log pi(tanh(u)|s)
+  eps: Any              # the reparameterized loss's noise ([B, d] or [B, K, d]), or None
 
 
 def adam() -> optax.GradientTransformation:
@@ -251,20 +254,15 @@ class Agent:
     return jnp.min(self.nets.q.apply(q_params, obs, action), axis=0)
 
   # ---------------------------------------------------------------- update
-  def gradients(self, state: TrainState, batch: replay.Transition, key: chex.PRNGKey
-                ) -> tuple[Grads, losses.Metrics]:
-    """The gradients of one step's losses, all at the same (pre-update) params.
+  def fresh_action(self, policy_params, obs: jax.Array, key: chex.PRNGKey) -> FreshAction:
+    """The step's fresh action at s from the current policy (before any update of it).
 
-    `key` draws the fresh action at s (u ~ p(.|s) for the V target, the likelihood ratio
-    and the temperature; eps for a reparameterized policy loss); `fold_in(key, 1)` draws
-    the next action a' ~ pi(.|s') of the value-free Q target.
+    `key` draws u ~ p(.|s) (the V target, the likelihood ratio, the temperature) and the
+    eps of a reparameterized policy loss; `fold_in(key, 1)` is left to the value-free Q
+    target's a' ~ pi(.|s').
     """
-    c, nets, h = self.config, self.nets, state.hparams
-    alpha = self.alpha(state)
-    pp, qp, vp = state.policy_params, state.q_params, state.v_params
-
-    # A fresh action at s from the current policy: u ~ p(.|s), a_pi = tanh(u).
-    out = nets.policy.apply(pp, batch.obs)
+    c = self.config
+    out = self.nets.policy.apply(policy_params, obs)
     eps = None
     if c.policy_gradient == "reparameterized":
       eps = jax.random.normal(key, out.means.shape[:-2] + out.means.shape[-1:])
@@ -280,19 +278,29 @@ class Agent:
     u = jax.lax.stop_gradient(u)
     log_pi = jax.lax.stop_gradient(
         gmm.squashed_log_prob(out.logits, out.means, out.log_stds, u))
-    q_pi = jax.lax.stop_gradient(self._q_min(qp, batch.obs, jnp.tanh(u)))
+    return FreshAction(u=u, log_pi=log_pi, eps=eps)
 
+  def critic_gradients(self, state: TrainState, batch: replay.Transition,
+                       key: chex.PRNGKey, fresh: FreshAction
+                       ) -> tuple[Any, Any, losses.Metrics]:
+    """The gradients of J_V (eq. 7; None without the value network) and J_Q (eq. 9) at
+    `state`'s params -> (v_grads, q_grads, metrics)."""
+    c, nets, h = self.config, self.nets, state.hparams
+    alpha = self.alpha(state)
     metrics: dict = {}
     v_grads = None
     if c.value_network:
+      q_pi = jax.lax.stop_gradient(
+          self._q_min(state.q_params, batch.obs, jnp.tanh(fresh.u)))
       v_grad_fn = jax.value_and_grad(losses.value_loss, has_aux=True)
-      (_, v_metrics), v_grads = v_grad_fn(vp, nets.v.apply, batch.obs, q_pi, log_pi, alpha)
+      (_, v_metrics), v_grads = v_grad_fn(state.v_params, nets.v.apply, batch.obs, q_pi,
+                                          fresh.log_pi, alpha)
       metrics.update(v_metrics)
       # eq. 9 (corrected): the target V of the NEXT state.
       v_next = nets.v.apply(state.v_target_params, batch.next_obs)
     else:
       # SAC 2018b: V(s') = min_j Qbar_j(s', a') - alpha log pi(a'|s'), a' ~ pi(.|s') fresh.
-      out_next = nets.policy.apply(pp, batch.next_obs)
+      out_next = nets.policy.apply(state.policy_params, batch.next_obs)
       u_next = gmm.sample(jax.random.fold_in(key, 1), out_next.logits, out_next.means,
                           out_next.log_stds)
       log_pi_next = gmm.squashed_log_prob(out_next.logits, out_next.means,
@@ -301,57 +309,85 @@ class Agent:
       v_next = jax.lax.stop_gradient(losses.soft_value_target(q_next, log_pi_next, alpha))
     q_grad_fn = jax.value_and_grad(losses.q_loss, has_aux=True)
     (_, q_metrics), q_grads = q_grad_fn(
-        qp, nets.q.apply, batch.obs, batch.action, batch.reward, batch.terminated,
-        v_next, h.reward_scale, h.gamma)
+        state.q_params, nets.q.apply, batch.obs, batch.action, batch.reward,
+        batch.terminated, v_next, h.reward_scale, h.gamma)
     metrics.update(q_metrics)
+    return v_grads, q_grads, metrics
 
-    q_fn = lambda o, a: self._q_min(qp, o, a)
+  def policy_gradients(self, state: TrainState, batch: replay.Transition,
+                       fresh: FreshAction) -> tuple[Any, Any, losses.Metrics]:
+    """The gradients of J_pi (eq. 12-13, or a reparameterized loss) and of the
+    temperature's loss -> (policy_grads, log_alpha_grad or None, metrics).
+
+    Q and V are read from `state`: the pre-update critic (update_order 'joint') or the
+    critic after this step's update ('sequential'); the policy is always the pre-update
+    one, which drew `fresh`.
+    """
+    c, nets, h = self.config, self.nets, state.hparams
+    alpha = self.alpha(state)
+    pp, qp = state.policy_params, state.q_params
+    metrics: dict = {}
     if c.policy_gradient == "likelihood_ratio":
-      v_s = jax.lax.stop_gradient(nets.v.apply(vp, batch.obs))
+      q_pi = jax.lax.stop_gradient(self._q_min(qp, batch.obs, jnp.tanh(fresh.u)))
+      v_s = jax.lax.stop_gradient(nets.v.apply(state.v_params, batch.obs))
       p_grad_fn = jax.value_and_grad(losses.likelihood_ratio_policy_loss, has_aux=True)
-      (_, p_metrics), p_grads = p_grad_fn(pp, nets.policy.apply, batch.obs, u, q_pi, v_s,
-                                          alpha, h.reg)
+      (_, p_metrics), p_grads = p_grad_fn(pp, nets.policy.apply, batch.obs, fresh.u, q_pi,
+                                          v_s, alpha, h.reg)
     else:
+      q_fn = lambda o, a: self._q_min(qp, o, a)
       loss_fn = (losses.reparameterized_policy_loss
                  if c.policy_gradient == "reparameterized"
                  else losses.mixture_reparameterized_policy_loss)
       p_grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-      (_, p_metrics), p_grads = p_grad_fn(pp, nets.policy.apply, q_fn, batch.obs, eps,
-                                          alpha, h.reg)
+      (_, p_metrics), p_grads = p_grad_fn(pp, nets.policy.apply, q_fn, batch.obs,
+                                          fresh.eps, alpha, h.reg)
     metrics.update(p_metrics)
-
     a_grad = None
     if c.auto_alpha:
       a_grad_fn = jax.value_and_grad(losses.temperature_loss, has_aux=True)
-      (_, a_metrics), a_grad = a_grad_fn(state.log_alpha, log_pi, self.target_entropy)
+      (_, a_metrics), a_grad = a_grad_fn(state.log_alpha, fresh.log_pi,
+                                         self.target_entropy)
       metrics.update(a_metrics)
     metrics["alpha"] = alpha
-    return Grads(policy=p_grads, q=q_grads, v=v_grads, log_alpha=a_grad), metrics
+    return p_grads, a_grad, metrics
 
   def gradient_step(self, state: TrainState, batch: replay.Transition, key: chex.PRNGKey
                     ) -> tuple[TrainState, losses.Metrics]:
-    """One gradient step of V (or none), Q, the policy (and alpha) from the same params,
-    then the target network (V's, or the Q heads' without V) moves by Polyak averaging."""
-    g, metrics = self.gradients(state, batch, key)
+    """One gradient step of V (or none) and Q, of the policy (and alpha), then the target
+    network (V's, or the Q heads' without V) moves by Polyak averaging.
+
+    update_order 'joint' (the paper's code, Algorithm 2 read as one simultaneous step):
+    every gradient at the same pre-update params. 'sequential': V and Q step first, then
+    the policy's (and alpha's) gradient reads the updated V and Q, as Algorithm 2's lines
+    are printed one after another (and as the later SAC code bases order them). Either
+    way the policy's gradient uses the fresh action its pre-update params drew.
+    """
     h = state.hparams
-    tau = h.tau
-    new_pp, p_opt = apply_adam(g.policy, state.policy_opt_state, state.policy_params,
-                               h.lr_policy)
-    new_qp, q_opt = apply_adam(g.q, state.q_opt_state, state.q_params, h.lr_q)
-    new = state._replace(policy_params=new_pp, q_params=new_qp, policy_opt_state=p_opt,
-                         q_opt_state=q_opt, updates=state.updates + 1)
+    fresh = self.fresh_action(state.policy_params, batch.obs, key)
+    v_grads, q_grads, metrics = self.critic_gradients(state, batch, key, fresh)
+    critic_read = state
+    new_qp, q_opt = apply_adam(q_grads, state.q_opt_state, state.q_params, h.lr_q)
+    new = state._replace(q_params=new_qp, q_opt_state=q_opt, updates=state.updates + 1)
     if self.config.value_network:
-      new_vp, v_opt = apply_adam(g.v, state.v_opt_state, state.v_params, h.lr_v)
-      new = new._replace(v_params=new_vp, v_opt_state=v_opt, v_target_params=(
-          optax.incremental_update(new_vp, state.v_target_params, tau)))
+      new_vp, v_opt = apply_adam(v_grads, state.v_opt_state, state.v_params, h.lr_v)
+      new = new._replace(v_params=new_vp, v_opt_state=v_opt)
+    if self.config.update_order == "sequential":
+      critic_read = new
+    p_grads, a_grad, p_metrics = self.policy_gradients(critic_read, batch, fresh)
+    new_pp, p_opt = apply_adam(p_grads, state.policy_opt_state, state.policy_params,
+                               h.lr_policy)
+    new = new._replace(policy_params=new_pp, policy_opt_state=p_opt)
+    if self.config.value_network:
+      new = new._replace(v_target_params=optax.incremental_update(
+          new.v_params, state.v_target_params, h.tau))
     else:
       new = new._replace(q_target_params=optax.incremental_update(
-          new_qp, state.q_target_params, tau))
+          new_qp, state.q_target_params, h.tau))
     if self.config.auto_alpha:
-      log_alpha, alpha_opt = apply_adam(g.log_alpha, state.alpha_opt_state, state.log_alpha,
+      log_alpha, alpha_opt = apply_adam(a_grad, state.alpha_opt_state, state.log_alpha,
                                         h.lr_alpha)
       new = new._replace(log_alpha=log_alpha, alpha_opt_state=alpha_opt)
-    return new, metrics
+    return new, {**metrics, **p_metrics}
 
   def update(self, state: TrainState, num_steps: int) -> tuple[TrainState, losses.Metrics]:
     """`num_steps` gradient steps under lax.scan, each on a fresh uniform minibatch.

@@ -26,7 +26,9 @@ U(-3e-3, 3e-3), batch 64, replay 1e6. Where we differ, and why:
 - the first `start_steps` env steps act uniformly at random, as SAC's do, so both start
   from the same kind of data;
 - the actor's and critic's gradients are taken from the same pre-update parameters, then
-  both target networks move (our SAC's order, Algorithm 2).
+  both target networks move (our SAC's order, Algorithm 2); `update_order='sequential'`
+  takes the actor's gradient on the critic after its step instead, as Lillicrap et al.'s
+  Algorithm 1 lists the updates.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ class DDPGConfig:
   buffer_size: int = 1_000_000
   grad_steps: int = 1
   start_steps: int = 1000
+  update_order: str = "joint"       # or "sequential": the actor reads the updated critic
   final_init_scale: float = 3e-3
   # Per-member hyperparameters: the defaults every member starts from.
   lr_policy: float = 1e-4
@@ -209,7 +212,8 @@ class DDPGAgent(agent_lib.Agent):
 
   def gradient_step(self, state: DDPGState, batch: replay.Transition, key: chex.PRNGKey
                     ) -> tuple[DDPGState, Metrics]:
-    """One critic and one actor step from the same params, then both targets move."""
+    """One critic step and one actor step, then both targets move. The actor's gradient
+    reads the pre-update critic (update_order 'joint') or the updated one ('sequential')."""
     del key  # deterministic: the batch carries all the randomness
     h = state.hparams
     pp, qp = state.policy_params, state.q_params
@@ -218,10 +222,11 @@ class DDPGAgent(agent_lib.Agent):
     (_, q_metrics), q_grads = jax.value_and_grad(critic_loss, has_aux=True)(
         qp, self.q.apply, batch.obs, batch.action, batch.reward, batch.terminated, q_next,
         h.reward_scale, h.gamma, h.weight_decay)
-    q_fn = lambda o, a: self.q.apply(qp, o, a)[0]
+    new_qp, q_opt = agent_lib.apply_adam(q_grads, state.q_opt_state, qp, h.lr_q)
+    critic = new_qp if self.config.update_order == "sequential" else qp
+    q_fn = lambda o, a: self.q.apply(critic, o, a)[0]
     (_, p_metrics), p_grads = jax.value_and_grad(actor_loss, has_aux=True)(
         pp, self.policy.apply, q_fn, batch.obs)
-    new_qp, q_opt = agent_lib.apply_adam(q_grads, state.q_opt_state, qp, h.lr_q)
     new_pp, p_opt = agent_lib.apply_adam(p_grads, state.policy_opt_state, pp, h.lr_policy)
     new = state._replace(
         policy_params=new_pp, q_params=new_qp, policy_opt_state=p_opt, q_opt_state=q_opt,

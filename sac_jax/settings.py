@@ -239,6 +239,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("value_network", "bool", True, "the paper's soft value network V with a target "
             "copy; --novalue_network: the value-free critic of SAC 2018b (target Q "
             "networks; needs a reparameterized policy gradient)", reads="sac", shape=True),
+    Setting("update_order", "enum", "joint", "joint: every gradient of a step at the same "
+            "pre-update params (the paper's code; DDPG's too); sequential: the critic "
+            "steps first and the actor's gradient reads the updated critic (Algorithm 2's "
+            "lines in print order; the later SAC code bases)", reads="both", shape=True,
+            choices=("joint", "sequential")),
     Setting("num_q", "int", 1, "Q networks: 1 (paper) or 2 (twin Q, min in the V target)",
             reads="sac", shape=True, rule=Rule(lambda q: q in (1, 2), "1 or 2"),
             ddpg_contradiction="DDPG has one critic (twin critics would be TD3)"),

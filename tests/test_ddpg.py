@@ -79,14 +79,24 @@ def test_actor_gradient_matches_float64_reference():
   np.testing.assert_allclose(f64(g), ref_g, rtol=1e-5, atol=1e-6)
 
 
-def test_gradient_step_uses_pre_update_params_and_moves_both_targets():
-  cfg = ddpg.DDPGConfig(**TINY, tau=0.1)
+@pytest.mark.parametrize("order", ["joint", "sequential"])
+def test_gradient_step_reads_the_critic_its_order_names_and_moves_both_targets(order):
+  """The critic's step at the pre-update params; the actor's gradient at the pre-update
+  critic ('joint') or the updated one ('sequential'); both targets move by tau. The
+  critic's learning rate is large and the optimizer states carry a known second moment, so
+  Adam's first step is not just lr * sign(g) and the two orders give different actors."""
+  cfg = ddpg.DDPGConfig(**TINY, tau=0.1, update_order=order)
   ag = ddpg.DDPGAgent(cfg, OBS, ACT)
-  s = ag.init(jax.random.PRNGKey(0))
+  hp = ddpg.DDPGHParams.from_config(cfg)._replace(lr_q=np.float32(0.3),
+                                                   lr_policy=np.float32(0.01))
+  s = ag.init(jax.random.PRNGKey(0), hp)
+  moment = lambda st: st._replace(nu=jax.tree.map(lambda x: jnp.full_like(x, 1e-3), st.nu))
   # Make the targets differ from the online nets, so a wrong target would show.
   s = s._replace(q_target_params=jax.tree.map(lambda x: x * 0.5 + 0.01, s.q_target_params),
                  policy_target_params=jax.tree.map(lambda x: x * 1.5,
-                                                   s.policy_target_params))
+                                                   s.policy_target_params),
+                 q_opt_state=moment(s.q_opt_state),
+                 policy_opt_state=moment(s.policy_opt_state))
   b = _batch(3, cfg.batch_size)
   new, _ = jax.jit(ag.gradient_step)(s, b, jax.random.PRNGKey(1))
   h = s.hparams
@@ -95,19 +105,26 @@ def test_gradient_step_uses_pre_update_params_and_moves_both_targets():
   q_grads = jax.grad(lambda p: ddpg.critic_loss(p, ag.q.apply, b.obs, b.action, b.reward,
                                                 b.terminated, q_next, h.reward_scale,
                                                 h.gamma, h.weight_decay)[0])(s.q_params)
-  p_grads = jax.grad(lambda p: ddpg.actor_loss(
-      p, ag.policy.apply, lambda o, a: ag.q.apply(s.q_params, o, a)[0], b.obs)[0])(
-          s.policy_params)
-  # One step of an independent optax.adam from a fresh state, at the member's rates.
-  def adam_step(grads, params, lr):
-    opt = optax.adam(float(lr))
-    updates, _ = opt.update(grads, opt.init(params), params)
+  # One step of an independent optax Adam from the same moments, at the member's rates.
+  def adam_step(grads, params, opt_state, lr):
+    updates, _ = optax.chain(optax.scale_by_adam(), optax.scale(-float(lr))).update(
+        grads, (opt_state, optax.ScaleState()), params)
     return optax.apply_updates(params, updates)
-  exp_q = adam_step(q_grads, s.q_params, h.lr_q)
-  exp_p = adam_step(p_grads, s.policy_params, h.lr_policy)
+  exp_q = adam_step(q_grads, s.q_params, s.q_opt_state, h.lr_q)
+  actor_grads = lambda critic: jax.grad(lambda p: ddpg.actor_loss(
+      p, ag.policy.apply, lambda o, a: ag.q.apply(critic, o, a)[0], b.obs)[0])(
+          s.policy_params)
+  exp_p, other_p = (adam_step(actor_grads(c), s.policy_params, s.policy_opt_state,
+                              h.lr_policy)
+                    for c in ((exp_q, s.q_params) if order == "sequential"
+                              else (s.q_params, exp_q)))
   tol = dict(rtol=1e-5, atol=1e-6)
   chex.assert_trees_all_close(new.q_params, exp_q, **tol)
   chex.assert_trees_all_close(new.policy_params, exp_p, **tol)
+  # The other order's actor is far from this one: the check above tells them apart.
+  gap = max(float(jnp.max(jnp.abs(a - o))) for a, o in zip(jax.tree.leaves(exp_p),
+                                                           jax.tree.leaves(other_p)))
+  assert gap > 100 * tol["atol"], gap
   # Both targets: tau * new + (1 - tau) * old target.
   chex.assert_trees_all_close(
       new.q_target_params,

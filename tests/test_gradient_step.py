@@ -249,13 +249,20 @@ CASES = {
     # The reparameterized Gaussian with twin Q and automatic temperature (SAC 2018).
     "reparameterized": dict(num_components=1, num_q=2, auto_alpha=True,
                             policy_gradient="reparameterized"),
+    # update_order 'sequential': V and Q step first, the policy reads the updated critic.
+    "paper_sequential": dict(num_components=3, update_order="sequential"),
+    "reparameterized_sequential": dict(num_components=1, num_q=2, auto_alpha=True,
+                                       policy_gradient="reparameterized",
+                                       update_order="sequential"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_gradient_step_matches_float64_reference(case):
   """Each gradient and the new log alpha of one step equal the float64 reference at the
-  OLD params; V_target <- tau V_new + (1 - tau) V_target_old; twin Q takes the per-sample
+  OLD params (with update_order 'sequential', the policy's gradient at the OLD policy and
+  the NEW V and Q: the reference rerun on the critic the step produced, which the V and Q
+  checks have just verified); V_target <- tau V_new + (1 - tau) V_target_old; twin Q takes the per-sample
   minimum (in the V target, the likelihood-ratio bracket and the reparameterized loss)."""
   cfg = agent.SACConfig(hidden_sizes=HIDDEN, batch_size=B, buffer_size=64,
                         reward_scale=3.0, tau=0.3, gamma=0.9, alpha=0.5, reg=0.3,
@@ -301,8 +308,18 @@ def test_gradient_step_matches_float64_reference(case):
 
   _assert_gradients("V", state.v_params, new.v_params, LRS["lr_v"], ref["v"])
   _assert_gradients("Q", state.q_params, new.q_params, LRS["lr_q"], ref["q"])
+  if cfg.update_order == "sequential":
+    read = state._replace(q_params=new.q_params, v_params=new.v_params)
+    ref_policy = reference_step(ag, read, batch, u, eps)["policy"]
+    # The updated critic must move the policy's gradient well beyond the tolerance, or
+    # this case could not tell the two orders apart.
+    gap = max(np.max(np.abs(a - b)) for a, b in zip(jax.tree.leaves(ref_policy),
+                                                     jax.tree.leaves(ref["policy"])))
+    assert gap > 1e3 * ATOL, gap
+  else:
+    ref_policy = ref["policy"]
   _assert_gradients("policy", state.policy_params, new.policy_params, LRS["lr_policy"],
-                    ref["policy"])
+                    ref_policy)
   # Polyak: V_target <- tau V_new + (1 - tau) V_target_old (float32 arithmetic: 1e-6).
   expected_target = jax.tree.map(lambda v, t: 0.3 * np.float64(v) + 0.7 * np.float64(t),
                                  new.v_params, state.v_target_params)

@@ -83,7 +83,7 @@ def test_derived_sets_are_the_expected_names():
   assert set(settings.SHAPE_CHANGING) == {
       "env_id", "num_seeds", "num_components", "hidden_sizes", "activation", "batch_size",
       "buffer_size", "grad_steps", "policy_gradient", "num_q", "auto_alpha", "log_std_min",
-      "log_std_max", "algorithm", "value_network"}
+      "log_std_max", "algorithm", "value_network", "update_order"}
   assert set(settings.per_member("sac")) == {
       "reward_scale", "alpha", "tau", "gamma", "reg", "lr", "lr_policy", "lr_q", "lr_v",
       "lr_alpha"}
@@ -147,6 +147,8 @@ RULES = [
     ("target_entropy", float("nan"), "target_entropy=nan: must be finite", [-1e6, None]),
     ("policy_gradient", "ppo", "policy_gradient='ppo': must be one of ['likelihood_ratio', "
      "'reparameterized', 'mixture_reparameterized']", ["mixture_reparameterized"]),
+    ("update_order", "critic_first", "update_order='critic_first': must be one of "
+     "['joint', 'sequential']", ["joint", "sequential"]),
     ("num_q", 3, "num_q=3: must be 1 or 2", [1, 2]),
     ("num_q", 0, "num_q=0: must be 1 or 2", []),
     ("reg", -1e-3, "reg=-0.001: must be >= 0", [0.0]),
