@@ -365,14 +365,13 @@ class Agent:
     h = state.hparams
     fresh = self.fresh_action(state.policy_params, batch.obs, key)
     v_grads, q_grads, metrics = self.critic_gradients(state, batch, key, fresh)
-    critic_read = state
     new_qp, q_opt = apply_adam(q_grads, state.q_opt_state, state.q_params, h.lr_q)
     new = state._replace(q_params=new_qp, q_opt_state=q_opt, updates=state.updates + 1)
     if self.config.value_network:
       new_vp, v_opt = apply_adam(v_grads, state.v_opt_state, state.v_params, h.lr_v)
       new = new._replace(v_params=new_vp, v_opt_state=v_opt)
-    if self.config.update_order == "sequential":
-      critic_read = new
+    # `new` holds the stepped V and Q, and still the pre-update policy and temperature.
+    critic_read = new if self.config.update_order == "sequential" else state
     p_grads, a_grad, p_metrics = self.policy_gradients(critic_read, batch, fresh)
     new_pp, p_opt = apply_adam(p_grads, state.policy_opt_state, state.policy_params,
                                h.lr_policy)
