@@ -4,7 +4,7 @@ On Ant-v5 the healthy reward pays 1 per step for staying upright, so the zero ac
 about 994 over a 1,000-step episode, and the issue's bar of 1,000 is about standing still.
 The reproduction's figures draw this floor on every task panel, and its tables name it.
 
-    python -m experiments.references            # measures all four tasks, prints the table
+    python -m experiments.references            # measures every task, prints the table
 
 ZERO_ACTION holds the figures measured with the command above (gymnasium 1.4, MuJoCo 4.0;
 10 episodes, env seeds 1000-1009, `env.step(np.zeros(act_dim))` to the end of each
@@ -20,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 
 ENV_IDS = dict(halfcheetah="HalfCheetah-v5", hopper="Hopper-v5", walker2d="Walker2d-v5",
-               ant="Ant-v5")
+               ant="Ant-v5", humanoid="Humanoid-v5", humanoidstandup="HumanoidStandup-v5")
 EPISODES = 10
 FIRST_SEED = 1000
 # task: (mean return, sd over episodes, mean episode length), measured by `measure`.
@@ -29,6 +29,8 @@ ZERO_ACTION = dict(
     hopper=(129.6, 18.1, 139.0),
     walker2d=(94.8, 8.8, 116.8),
     ant=(994.0, 4.0, 1000.0),
+    humanoid=(197.1, 3.0, 40.1),
+    humanoidstandup=(29813.4, 21.8, 1000.0),
 )
 
 
