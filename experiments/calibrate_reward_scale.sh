@@ -6,7 +6,8 @@
 # Resumable: rerunning the same command continues every unfinished task from its last
 # checkpoint. Usage, from the repository root:
 #   bash experiments/calibrate_reward_scale.sh RUNS_DIR [TASK ...]
-# TASK in halfcheetah hopper walker2d ant (default: all four, in that order).
+# TASK: any flagfile name under experiments/flags (halfcheetah hopper walker2d ant humanoid
+# humanoidstandup); default: the first four, in that order.
 set -uo pipefail
 runs=${1:?usage: calibrate_reward_scale.sh RUNS_DIR [TASK ...]}
 shift
