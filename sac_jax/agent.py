@@ -50,6 +50,9 @@ class SACConfig:
   # [-20, 2], which float32 cannot represent at the low end: see networks.LOG_STD_MIN).
   log_std_min: float = networks.LOG_STD_MIN
   log_std_max: float = networks.LOG_STD_MAX
+  # The squash term of log pi: "exact" (the paper's appendix C) or "capped", the first
+  # release's log(1 - tanh(u)^2 + 1e-6) (gmm.squashed_log_prob).
+  squash_correction: str = "exact"
   # Per-member hyperparameters: these are the defaults every member starts from.
   lr: float = 3e-4
   lr_policy: float | None = None    # None: lr
@@ -277,7 +280,7 @@ class Agent:
       u = gmm.sample(key, out.logits, out.means, out.log_stds)
     u = jax.lax.stop_gradient(u)
     log_pi = jax.lax.stop_gradient(
-        gmm.squashed_log_prob(out.logits, out.means, out.log_stds, u))
+        gmm.squashed_log_prob(out.logits, out.means, out.log_stds, u, c.squash_correction))
     return FreshAction(u=u, log_pi=log_pi, eps=eps)
 
   def critic_gradients(self, state: TrainState, batch: replay.Transition,
@@ -304,7 +307,7 @@ class Agent:
       u_next = gmm.sample(jax.random.fold_in(key, 1), out_next.logits, out_next.means,
                           out_next.log_stds)
       log_pi_next = gmm.squashed_log_prob(out_next.logits, out_next.means,
-                                          out_next.log_stds, u_next)
+                                          out_next.log_stds, u_next, c.squash_correction)
       q_next = self._q_min(state.q_target_params, batch.next_obs, jnp.tanh(u_next))
       v_next = jax.lax.stop_gradient(losses.soft_value_target(q_next, log_pi_next, alpha))
     q_grad_fn = jax.value_and_grad(losses.q_loss, has_aux=True)
@@ -332,7 +335,7 @@ class Agent:
       v_s = jax.lax.stop_gradient(nets.v.apply(state.v_params, batch.obs))
       p_grad_fn = jax.value_and_grad(losses.likelihood_ratio_policy_loss, has_aux=True)
       (_, p_metrics), p_grads = p_grad_fn(pp, nets.policy.apply, batch.obs, fresh.u, q_pi,
-                                          v_s, alpha, h.reg)
+                                          v_s, alpha, h.reg, c.squash_correction)
     else:
       q_fn = lambda o, a: self._q_min(qp, o, a)
       loss_fn = (losses.reparameterized_policy_loss
@@ -340,7 +343,7 @@ class Agent:
                  else losses.mixture_reparameterized_policy_loss)
       p_grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
       (_, p_metrics), p_grads = p_grad_fn(pp, nets.policy.apply, q_fn, batch.obs,
-                                          fresh.eps, alpha, h.reg)
+                                          fresh.eps, alpha, h.reg, c.squash_correction)
     metrics.update(p_metrics)
     a_grad = None
     if c.auto_alpha:

@@ -12,6 +12,9 @@ Batch dimensions broadcast against each other. float32 in, float32 out.
     log p(u|s)  = logsumexp_k [ log_softmax(w)_k + sum_j log N(u_j; mu_kj, exp(log_std_kj)) ]
     log pi(a|s) = log p(u|s) - sum_j log(1 - tanh(u_j)^2)
     log(1 - tanh(u)^2) = 2 * (log 2 - u - softplus(-2u))      (stable for any |u|)
+
+`squash="capped"` computes the squash term as the authors' first release did,
+log(1 - tanh(u)^2 + 1e-6): at most 13.8 nats per dimension, flat in the tanh's tails.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ import jax.numpy as jnp
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _LOG_2 = math.log(2.0)
+# "exact": the paper's appendix C; "capped": the first release's log(1 - tanh^2 + eps).
+SQUASH_CORRECTIONS = ("exact", "capped")
+CAPPED_SQUASH_EPS = 1e-6
 
 
 def _check(logits: jax.Array, means: jax.Array, log_stds: jax.Array) -> None:
@@ -48,15 +54,26 @@ def log_prob(logits: jax.Array, means: jax.Array, log_stds: jax.Array,
   return jax.nn.logsumexp(component_log_probs(logits, means, log_stds, u), axis=-1)
 
 
-def tanh_log_det_jacobian(u: jax.Array) -> jax.Array:
-  """sum_j log(1 - tanh(u_j)^2), computed stably; shape [...]."""
-  return jnp.sum(2.0 * (_LOG_2 - u - jax.nn.softplus(-2.0 * u)), axis=-1)
+def tanh_log_det_jacobian(u: jax.Array, squash: str = "exact") -> jax.Array:
+  """sum_j log(1 - tanh(u_j)^2), computed stably; shape [...].
+
+  squash="capped": sum_j log(1 - tanh(u_j)^2 + 1e-6), the authors' first release, computed
+  as logaddexp(log(1 - tanh^2), log 1e-6): the same number, without float32's cancellation
+  in 1 - tanh^2 (and XLA may regroup (1 - t^2) + 1e-6 as (1 + 1e-6) - t^2, which caps at
+  log 2^-20 instead)."""
+  log1m_tanh2 = 2.0 * (_LOG_2 - u - jax.nn.softplus(-2.0 * u))
+  if squash == "exact":
+    return jnp.sum(log1m_tanh2, axis=-1)
+  if squash == "capped":
+    return jnp.sum(jnp.logaddexp(log1m_tanh2, math.log(CAPPED_SQUASH_EPS)), axis=-1)
+  raise ValueError(f"squash={squash!r}: must be one of {list(SQUASH_CORRECTIONS)}")
 
 
 def squashed_log_prob(logits: jax.Array, means: jax.Array, log_stds: jax.Array,
-                      u: jax.Array) -> jax.Array:
-  """log pi(tanh(u)|s): the mixture density of u with the tanh change of variables."""
-  return log_prob(logits, means, log_stds, u) - tanh_log_det_jacobian(u)
+                      u: jax.Array, squash: str = "exact") -> jax.Array:
+  """log pi(tanh(u)|s): the mixture density of u with the tanh change of variables
+  (`squash`: its term exact, or capped as in the first release)."""
+  return log_prob(logits, means, log_stds, u) - tanh_log_det_jacobian(u, squash)
 
 
 def reparameterize(means: jax.Array, log_stds: jax.Array, eps: jax.Array) -> jax.Array:

@@ -6,6 +6,7 @@ the NEXT state (eq. 9), and the likelihood-ratio bracket is (alpha log pi - Q + 
 
 Shapes: a minibatch of B transitions; Q heads return [num_q, B]; everything else is [B].
 `reward_scale`, `gamma`, `alpha`, `tau` and `reg` are scalars (per member under vmap).
+The policy losses take `squash` (static): "exact" or "capped", gmm.squashed_log_prob's.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def policy_regularizer(means: jax.Array, log_stds: jax.Array, reg: jax.Array) ->
 def likelihood_ratio_policy_loss(
     policy_params: Params, policy_apply: Callable[..., Any],
     obs: jax.Array, u: jax.Array, q_pi: jax.Array, v: jax.Array, alpha: jax.Array,
-    reg: jax.Array) -> tuple[jax.Array, Metrics]:
+    reg: jax.Array, squash: str = "exact") -> tuple[jax.Array, Metrics]:
   """J_pi = mean log pi(sg[a]|s) sg[alpha log pi(a|s) - Q(s, a) + V(s)] + regularizer.
 
   Eq. 12-13 with the baseline b(s) = V(s) - log Z(s) - 1, which gives the bracket
@@ -86,7 +87,7 @@ def likelihood_ratio_policy_loss(
   """
   out = policy_apply(policy_params, obs)
   u = sg(u)
-  log_pi = gmm.squashed_log_prob(out.logits, out.means, out.log_stds, u)
+  log_pi = gmm.squashed_log_prob(out.logits, out.means, out.log_stds, u, squash)
   chex.assert_equal_shape([log_pi, q_pi, v])
   advantage = sg(alpha * log_pi - q_pi + v)
   surrogate = jnp.mean(log_pi * advantage)
@@ -99,7 +100,7 @@ def likelihood_ratio_policy_loss(
 def reparameterized_policy_loss(
     policy_params: Params, policy_apply: Callable[..., Any],
     q_fn: Callable[[jax.Array, jax.Array], jax.Array], obs: jax.Array, eps: jax.Array,
-    alpha: jax.Array, reg: jax.Array) -> tuple[jax.Array, Metrics]:
+    alpha: jax.Array, reg: jax.Array, squash: str = "exact") -> tuple[jax.Array, Metrics]:
   """J_pi = mean alpha log pi(f(eps, s)|s) - Q(s, f(eps, s)) + regularizer (K = 1 only).
 
   f(eps, s) = tanh(mu(s) + exp(log_std(s)) eps), eps ~ N(0, I) given. q_fn(obs, action)
@@ -111,7 +112,7 @@ def reparameterized_policy_loss(
     raise ValueError("the reparameterized policy gradient needs num_components = 1, got "
                      f"{out.logits.shape[-1]}")
   u = gmm.reparameterize(out.means[..., 0, :], out.log_stds[..., 0, :], eps)
-  log_pi = gmm.squashed_log_prob(out.logits, out.means, out.log_stds, u)
+  log_pi = gmm.squashed_log_prob(out.logits, out.means, out.log_stds, u, squash)
   q = q_fn(obs, jnp.tanh(u))
   chex.assert_equal_shape([log_pi, q])
   reg_loss = policy_regularizer(out.means, out.log_stds, reg)
@@ -123,7 +124,7 @@ def reparameterized_policy_loss(
 def mixture_reparameterized_policy_loss(
     policy_params: Params, policy_apply: Callable[..., Any],
     q_fn: Callable[[jax.Array, jax.Array], jax.Array], obs: jax.Array, eps: jax.Array,
-    alpha: jax.Array, reg: jax.Array) -> tuple[jax.Array, Metrics]:
+    alpha: jax.Array, reg: jax.Array, squash: str = "exact") -> tuple[jax.Array, Metrics]:
   """Marginalized reparameterized ("MRP") loss for the Gaussian mixture, any K >= 1.
 
   He, Neumann, Mei, White and White, "Revisiting Mixture Policies in Entropy-Regularized
@@ -168,7 +169,7 @@ def mixture_reparameterized_policy_loss(
   u = gmm.reparameterize(out.means, out.log_stds, eps)                     # [B, K, d]
   # log pi(a_k|s) under the whole mixture: the K samples against the K components.
   log_pi = gmm.squashed_log_prob(out.logits[:, None, :], out.means[:, None],
-                                 out.log_stds[:, None], u)                  # [B, K]
+                                 out.log_stds[:, None], u, squash)          # [B, K]
   obs_k = jnp.broadcast_to(obs[:, None], (b, k) + obs.shape[1:])
   q = q_fn(obs_k.reshape((b * k,) + obs.shape[1:]), jnp.tanh(u).reshape(b * k, d))
   q = q.reshape(b, k)

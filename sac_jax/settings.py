@@ -254,6 +254,10 @@ SETTINGS: tuple[Setting, ...] = (
             shape=True, rule=FINITE),
     Setting("log_std_max", "float", 2.0, "soft upper bound of the policy's log-stds",
             reads="sac", shape=True, rule=FINITE),
+    Setting("squash_correction", "enum", "exact", "the tanh squash term of log pi: exact "
+            "(the paper's appendix C) or capped, log(1 - tanh(u)^2 + 1e-6) as the authors' "
+            "first release computed it (at most 13.8 nats per action dimension)",
+            reads="sac", shape=True, choices=("exact", "capped")),
     Setting("eval_every", "int", 1000, "env steps between deterministic evaluations",
             rule=at_least(1)),
     Setting("eval_episodes", "int", 10, "episodes per evaluation and member",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sac_jax import agent, networks, replay
+from sac_jax import agent, gmm, networks, replay
 
 OBS, ACT = 3, 2
 TINY = dict(hidden_sizes=(16, 16), batch_size=8, buffer_size=64, start_steps=10)
@@ -360,3 +360,82 @@ def test_init_members_stacks_each_members_own_init(kind):
   # Different keys, different params.
   assert any(not np.array_equal(np.asarray(x[0]), np.asarray(x[1]))
              for x in jax.tree.leaves(state.policy_params))
+
+
+def _ref_squash_terms(u):
+  """float64 sum_j log(1 - tanh(u_j)^2) (exact) and sum_j log(1 - tanh(u_j)^2 + 1e-6)
+  (capped), with 1 - tanh(u)^2 = 4 e^{-2|u|} / (1 + e^{-2|u|})^2 (no cancellation)."""
+  a = np.abs(np.asarray(u, np.float64))
+  sech2 = 4.0 * np.exp(-2.0 * a) / (1.0 + np.exp(-2.0 * a)) ** 2
+  return np.log(sech2).sum(-1), np.log(sech2 + 1e-6).sum(-1)
+
+
+@pytest.mark.parametrize("policy_gradient, value_network, k", [
+    ("likelihood_ratio", True, 3), ("mixture_reparameterized", True, 3),
+    ("reparameterized", False, 1)])
+def test_squash_correction_reaches_every_log_pi_of_the_step(policy_gradient, value_network,
+                                                            k):
+  """`squash_correction` is the term each log pi of a gradient step uses: the fresh action's
+  (the V target), the policy loss's, the value-free critic's next action's. The same step
+  is run with 'exact' and 'capped' on a policy whose means sit in the tanh's tails, and
+  each metric's change equals the float64 change of its log pi terms at the step's own
+  draws (recomputed from its key)."""
+  b = 16
+  base = dict(hidden_sizes=(16, 16), batch_size=b, buffer_size=64, num_components=k,
+              policy_gradient=policy_gradient, value_network=value_network, alpha=0.5,
+              gamma=0.9, num_q=1 if value_network else 2)
+  ags = {sq: agent.Agent(agent.SACConfig(**base, squash_correction=sq), OBS, ACT)
+         for sq in ("exact", "capped")}
+  ag = ags["exact"]
+  state = ag.init(jax.random.PRNGKey(0))
+  pp = jax.tree.map(jnp.array, state.policy_params)
+  bias = pp["params"]["Dense_0"]["bias"]
+  signs = np.where(np.arange(k * ACT) % 2 == 0, 1.0, -1.0)
+  pp["params"]["Dense_0"]["bias"] = bias.at[k:k + k * ACT].set(12.0 * signs)
+  state = state._replace(policy_params=pp)
+  rng = np.random.default_rng(2)
+  f32 = lambda x: jnp.asarray(x, jnp.float32)
+  batch = replay.Transition(f32(rng.normal(size=(b, OBS))), f32(rng.uniform(-1, 1, (b, ACT))),
+                            f32(rng.normal(size=b)), f32(rng.normal(size=(b, OBS))),
+                            f32(rng.uniform(size=b) < 0.3))
+  key = jax.random.PRNGKey(5)
+  m = {sq: a.gradient_step(state, batch, key)[1] for sq, a in ags.items()}
+  change = lambda name: np.float64(m["capped"][name]) - np.float64(m["exact"][name])
+  out = ag.nets.policy.apply(pp, batch.obs)
+  if policy_gradient == "reparameterized":
+    eps = jax.random.normal(key, (b, ACT))
+    u = np.asarray(out.means[:, 0], np.float64) + np.exp(
+        np.asarray(out.log_stds[:, 0], np.float64)) * np.asarray(eps, np.float64)
+  elif policy_gradient == "mixture_reparameterized":
+    k_sample, k_eps = jax.random.split(key)
+    u = np.asarray(gmm.sample(k_sample, out.logits, out.means, out.log_stds), np.float64)
+    eps_k = np.asarray(jax.random.normal(k_eps, out.means.shape), np.float64)
+    u_k = (np.asarray(out.means, np.float64)
+           + np.exp(np.asarray(out.log_stds, np.float64)) * eps_k)          # [B, K, d]
+  else:
+    u = np.asarray(gmm.sample(key, out.logits, out.means, out.log_stds), np.float64)
+  assert np.all(np.abs(u) > 5.0)  # in the tails, where the two terms part
+  exact, capped = _ref_squash_terms(u)
+  # log pi = log p(u) - term: its change is exact - capped.
+  d_log_pi = exact - capped
+  assert np.all(d_log_pi < -1.0)
+  tol = dict(rtol=1e-4, atol=1e-3)
+  if value_network:
+    # V target = Q(s, a) - alpha log pi(a|s) at the fresh action.
+    np.testing.assert_allclose(change("v_target"), -0.5 * np.mean(d_log_pi), **tol)
+  else:
+    # Q target = c r + gamma (1 - done) (min Qbar(s', a') - alpha log pi(a'|s')).
+    out_next = ag.nets.policy.apply(pp, batch.next_obs)
+    u_next = gmm.sample(jax.random.fold_in(key, 1), out_next.logits, out_next.means,
+                        out_next.log_stds)
+    e_next, c_next = _ref_squash_terms(u_next)
+    not_done = 1.0 - np.asarray(batch.terminated, np.float64)
+    np.testing.assert_allclose(change("q_target"),
+                               np.mean(0.9 * not_done * -0.5 * (e_next - c_next)), **tol)
+  if policy_gradient == "mixture_reparameterized":
+    w = np.asarray(jax.nn.softmax(out.logits), np.float64)
+    e_k, c_k = _ref_squash_terms(u_k)
+    expected = np.mean(np.sum(w * (e_k - c_k), axis=-1))
+  else:
+    expected = np.mean(d_log_pi)
+  np.testing.assert_allclose(change("log_pi"), expected, **tol)

@@ -424,3 +424,56 @@ def test_select_component_paper_evaluation_action():
   out = gmm.select_component(modes, scores)
   chex.assert_trees_all_close(np.asarray(out, np.float64),
                               np.tanh(np.array([[0.3, -0.2], [0.3, -0.2]])), atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# the first release's capped squash term
+
+
+def ref_capped_log1m_tanh2(u):
+  """log(1 - tanh(u)^2 + 1e-6) in float64: 1 - tanh^2 = 4 e^{-2|u|} / (1 + e^{-2|u|})^2."""
+  u = np.abs(np.asarray(u, np.float64))
+  return np.log(4.0 * np.exp(-2.0 * u) / (1.0 + np.exp(-2.0 * u)) ** 2 + 1e-6)
+
+
+@pytest.mark.parametrize("jit", [True, False])
+def test_capped_squash_term_matches_float64_and_is_flat_in_the_tails(jit):
+  """squash='capped': sum_j log(1 - tanh(u_j)^2 + 1e-6), value and d/du, to |u| = 1000;
+  it equals the exact term near 0 and is log(1e-6) = -13.8 far out, where the exact one
+  keeps falling as -2|u|."""
+  u = np.concatenate([np.linspace(-30.0, 30.0, 601), [-1000.0, -80.0, 80.0, 1000.0]])
+  u = u.astype(np.float32)
+  fn = lambda x: gmm.tanh_log_det_jacobian(x, "capped")
+  out = maybe_jit(fn, jit)(u[:, None])
+  chex.assert_shape(out, u.shape)
+  # float32 1 - tanh^2 near u = 0 loses ~1e-7 absolute: atol 1e-5.
+  chex.assert_trees_all_close(np.asarray(out, np.float64), ref_capped_log1m_tanh2(u),
+                              atol=1e-5, rtol=1e-5)
+  far = np.abs(u) >= 16.0  # 1 - tanh^2 < 6e-14 there
+  np.testing.assert_allclose(np.asarray(out)[far], np.log(1e-6), rtol=1e-5)
+  exact = np.asarray(gmm.tanh_log_det_jacobian(u[:, None]))
+  assert np.all(exact[np.abs(u) >= 20.0] < np.log(1e-6) - 20.0)
+  near = np.abs(u) <= 0.5
+  np.testing.assert_allclose(np.asarray(out)[near], exact[near], atol=1e-5)
+  # d/du log(1 - t^2 + e) = -2 t (1 - t^2) / (1 - t^2 + e), t = tanh u.
+  grad = maybe_jit(jax.vmap(jax.grad(lambda x: fn(x[None]))), jit)(u)
+  t = np.tanh(u.astype(np.float64))
+  ref_grad = -2.0 * t * (1.0 - t ** 2) / (1.0 - t ** 2 + 1e-6)
+  chex.assert_trees_all_close(np.asarray(grad, np.float64), ref_grad, atol=1e-5, rtol=1e-4)
+  # squashed_log_prob takes the same switch: log p(u) minus the capped term.
+  logits, means, log_stds, u3 = _extreme_cases()
+  got = maybe_jit(lambda *a: gmm.squashed_log_prob(*a, squash="capped"), jit)(
+      logits, means, log_stds, u3)
+  expected = (ref_log_prob(logits, means, log_stds, u3)
+              - ref_capped_log1m_tanh2(u3).sum(-1))
+  chex.assert_trees_all_close(np.asarray(got, np.float64), expected, **LOGP_TOL)
+
+
+def test_unknown_squash_correction_is_refused_by_name():
+  with pytest.raises(ValueError, match=r"squash='tight': must be one of \['exact', 'capped'\]"):
+    gmm.tanh_log_det_jacobian(jnp.zeros((2, 3)), "tight")
+
+
+def test_squash_choices_are_the_settings():
+  from sac_jax import settings
+  assert settings.BY_NAME["squash_correction"].choices == gmm.SQUASH_CORRECTIONS

@@ -74,7 +74,8 @@ def test_flags_txt_and_run_json_keep_their_format():
 def test_derived_sets_are_the_expected_names():
   assert set(settings.SAC_ONLY) == {
       "num_components", "policy_gradient", "num_q", "auto_alpha", "target_entropy", "alpha",
-      "reg", "log_std_min", "log_std_max", "value_network", "lr_v", "lr_alpha"}
+      "reg", "log_std_min", "log_std_max", "value_network", "lr_v", "lr_alpha",
+      "squash_correction"}
   assert set(settings.DDPG_ONLY) == {"expl_noise", "weight_decay"}
   assert set(settings.RESUMABLE) == {
       "total_env_steps", "checkpoint_every", "max_to_keep", "run_dir", "async_envs",
@@ -83,7 +84,7 @@ def test_derived_sets_are_the_expected_names():
   assert set(settings.SHAPE_CHANGING) == {
       "env_id", "num_seeds", "num_components", "hidden_sizes", "activation", "batch_size",
       "buffer_size", "grad_steps", "policy_gradient", "num_q", "auto_alpha", "log_std_min",
-      "log_std_max", "algorithm", "value_network", "update_order"}
+      "log_std_max", "algorithm", "value_network", "update_order", "squash_correction"}
   assert set(settings.per_member("sac")) == {
       "reward_scale", "alpha", "tau", "gamma", "reg", "lr", "lr_policy", "lr_q", "lr_v",
       "lr_alpha"}
@@ -149,6 +150,8 @@ RULES = [
      "'reparameterized', 'mixture_reparameterized']", ["mixture_reparameterized"]),
     ("update_order", "critic_first", "update_order='critic_first': must be one of "
      "['joint', 'sequential']", ["joint", "sequential"]),
+    ("squash_correction", "capped_1e-6", "squash_correction='capped_1e-6': must be one of "
+     "['exact', 'capped']", ["exact", "capped"]),
     ("num_q", 3, "num_q=3: must be 1 or 2", [1, 2]),
     ("num_q", 0, "num_q=0: must be 1 or 2", []),
     ("reg", -1e-3, "reg=-0.001: must be >= 0", [0.0]),
