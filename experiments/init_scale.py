@@ -1,12 +1,13 @@
 r"""Where a freshly initialized paper-size policy starts on each task's states: how large its
 pre-squash means are, and how many sit in the tanh's flat tails or at the log-std bounds.
 
-    python -m experiments.init_scale                          # every task, a markdown table
-    python -m experiments.init_scale Humanoid-v5 experiments.variants:HumanoidSymlog-v5
+    python -m experiments.init_scale                   # every task, a markdown table
+    python -m experiments.init_scale Humanoid-v5 experiments.variants:HumanoidNoContactForces-v5
 
 Per task: 1,000 states visited by uniform random actions (env seed 0, numpy seed 0, reset
 at each episode's end), the policy of `agent.SACConfig()` (K = 4, 128 x 128, ReLU, soft
-log-std bounds (-5, 2)) initialized (flax's default init) from PRNG keys 0-4; reported over the five inits (mean)
+log-std bounds (-5, 2)) initialized (flax's default init) from PRNG keys 0-4, once as the
+paper has it and once with `--obs_transform=symlog`; reported over the five inits (mean)
 and all states, components and action dimensions: the RMS of the means, the share with
 |mu| > 3 (tanh(3) = 0.995: the action barely moves with mu there, and with the exact squash
 term log pi grows as 2|mu|), and the share of log-stds within 0.5 of a bound. Why it
@@ -34,8 +35,8 @@ BOUND_MARGIN = 0.5
 
 
 class InitScale(NamedTuple):
-  obs_max: float      # largest |observation entry| over the states
-  obs_rms: float      # RMS of the observation entries
+  obs_max: float      # largest |observation entry| over the states, as the networks see it
+  obs_rms: float      # RMS of those entries
   mean_rms: float     # RMS of the pre-squash means (mean over inits)
   tail_share: float   # share of means with |mu| > TAIL (mean over inits)
   bound_share: float  # share of log-stds within BOUND_MARGIN of a bound (mean over inits)
@@ -70,13 +71,14 @@ def summarize(means: np.ndarray, log_stds: np.ndarray, low: float, high: float
           float(np.mean(at_bound)))
 
 
-def measure(env_id: str, states: int = STATES, inits: int = INITS) -> InitScale:
+def measure(env_id: str, states: int = STATES, inits: int = INITS,
+            obs_transform: str = "none") -> InitScale:
   import jax
 
-  from sac_jax import agent, envs
+  from sac_jax import agent, envs, networks
+  cfg = agent.SACConfig(obs_transform=obs_transform)  # a bad transform fails here
   obs_dim, act_dim = envs.env_dims(env_id)  # an unknown id fails here, naming close ones
   obs = random_states(env_id, states)
-  cfg = agent.SACConfig()
   ag = agent.Agent(cfg, obs_dim, act_dim)
   policy = ag.nets.policy  # the network Agent.init initializes (its replay is not needed)
   rows = []
@@ -84,8 +86,9 @@ def measure(env_id: str, states: int = STATES, inits: int = INITS) -> InitScale:
     out = policy.apply(policy.init(jax.random.PRNGKey(k), obs[:1]), obs)
     rows.append(summarize(out.means, out.log_stds, cfg.log_std_min, cfg.log_std_max))
   mean_rms, tail, bound = np.mean(rows, axis=0)
-  obs_rms = np.sqrt(np.mean(np.square(obs.astype(np.float64))))
-  return InitScale(float(np.abs(obs).max()), float(obs_rms), float(mean_rms), float(tail),
+  seen = np.asarray(networks.transform_obs(obs, obs_transform), np.float64)
+  obs_rms = np.sqrt(np.mean(np.square(seen)))
+  return InitScale(float(np.abs(seen).max()), float(obs_rms), float(mean_rms), float(tail),
                    float(bound))
 
 
@@ -98,13 +101,14 @@ def main(argv: list[str]) -> None:
     except envs.EnvSpecError as e:
       print(f"init_scale: {e}", file=sys.stderr)
       sys.exit(2)
-  print("| task | largest obs entry | obs RMS | init means RMS | share |mu| > 3 | "
-        "share of log-stds at a bound |")
-  print("|---|---|---|---|---|---|")
+  print("| task | obs_transform | largest obs entry | obs RMS | init means RMS | "
+        "share |mu| > 3 | share of log-stds at a bound |")
+  print("|---|---|---|---|---|---|---|")
   for env_id in env_ids:
-    r = measure(env_id)
-    print(f"| {env_id} | {r.obs_max:,.0f} | {r.obs_rms:.1f} | {r.mean_rms:.2f} | "
-          f"{r.tail_share:.2f} | {r.bound_share:.2f} |", flush=True)
+    for transform in ("none", "symlog"):
+      r = measure(env_id, obs_transform=transform)
+      print(f"| {env_id} | {transform} | {r.obs_max:,.0f} | {r.obs_rms:.1f} | "
+            f"{r.mean_rms:.2f} | {r.tail_share:.2f} | {r.bound_share:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,8 @@ class SACConfig:
   # The squash term of log pi: "exact" (the paper's appendix C) or "capped", the first
   # release's log(1 - tanh(u)^2 + 1e-6) (gmm.squashed_log_prob).
   squash_correction: str = "exact"
+  # How every network sees an observation: "none" or "symlog" (networks.transform_obs).
+  obs_transform: str = "none"
   # Per-member hyperparameters: these are the defaults every member starts from.
   lr: float = 3e-4
   lr_policy: float | None = None    # None: lr
@@ -177,7 +179,7 @@ class Agent:
     self.nets = networks.make_networks(act_dim, config.num_components,
                                        config.hidden_sizes, config.activation,
                                        config.num_q, config.log_std_min,
-                                       config.log_std_max)
+                                       config.log_std_max, config.obs_transform)
     self.target_entropy = (float(config.target_entropy) if config.target_entropy
                            is not None else -float(act_dim))
 

@@ -106,6 +106,7 @@ class DDPGConfig:
   start_steps: int = 1000
   update_order: str = "joint"       # or "sequential": the actor reads the updated critic
   final_init_scale: float = 3e-3
+  obs_transform: str = "none"       # or "symlog": networks.transform_obs
   # Per-member hyperparameters: the defaults every member starts from.
   lr_policy: float = 1e-4
   lr_q: float = 1e-3
@@ -181,9 +182,10 @@ class DDPGAgent(agent_lib.Agent):
     self.config = config
     self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
     self.policy = networks.DeterministicPolicy(act_dim, config.hidden_sizes,
-                                               config.activation, config.final_init_scale)
+                                               config.activation, config.final_init_scale,
+                                               config.obs_transform)
     self.q = networks.QNetwork(config.hidden_sizes, config.activation, 1,
-                               config.final_init_scale)
+                               config.final_init_scale, config.obs_transform)
 
   def default_hparams(self, num_members: int) -> DDPGHParams:
     return DDPGHParams.from_config(self.config).stack(num_members)

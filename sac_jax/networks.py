@@ -38,6 +38,22 @@ def soft_clip(x: jax.Array, low: float, high: float) -> jax.Array:
   return jnp.where(x < 0.5 * (low + high), below, above)
 
 
+# How the networks see an observation (the `obs_transform` setting): as it comes, or
+# symlog(x) = sign(x) log(1 + |x|) per entry (Hafner et al., DreamerV3), which leaves
+# entries near 0 about as they are and maps 3,000 to 8. The replay keeps the raw
+# observation; every network applies the transform to its input, so acting, the updates
+# and the evaluation see the same thing, and nothing about it needs checkpointing.
+OBS_TRANSFORMS = ("none", "symlog")
+
+
+def transform_obs(obs: jax.Array, name: str) -> jax.Array:
+  if name == "none":
+    return obs
+  if name == "symlog":
+    return jnp.sign(obs) * jnp.log1p(jnp.abs(obs))
+  raise ValueError(f"obs_transform={name!r}: must be one of {list(OBS_TRANSFORMS)}")
+
+
 # The names are the `activation` setting's (sac_jax.settings, which validates them).
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     name: getattr(nn, name) for name in settings.ACTIVATIONS}
@@ -75,11 +91,12 @@ class GMMPolicy(nn.Module):
   activation: str = "relu"
   log_std_min: float = LOG_STD_MIN
   log_std_max: float = LOG_STD_MAX
+  obs_transform: str = "none"
 
   @nn.compact
   def __call__(self, obs: jax.Array) -> GMMOutput:
     k, d = self.num_components, self.action_dim
-    h = MLP(self.hidden_sizes, self.activation)(obs)
+    h = MLP(self.hidden_sizes, self.activation)(transform_obs(obs, self.obs_transform))
     out = nn.Dense(k * (1 + 2 * d))(h)
     logits = out[..., :k]
     means = out[..., k:k + k * d].reshape(out.shape[:-1] + (k, d))
@@ -101,10 +118,12 @@ class _QHead(nn.Module):
   hidden_sizes: Sequence[int]
   activation: str
   final_init_scale: float | None = None
+  obs_transform: str = "none"
 
   @nn.compact
   def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
-    h = MLP(self.hidden_sizes, self.activation)(jnp.concatenate([obs, action], axis=-1))
+    x = jnp.concatenate([transform_obs(obs, self.obs_transform), action], axis=-1)
+    h = MLP(self.hidden_sizes, self.activation)(x)
     return _final_dense(1, self.final_init_scale)(h)[..., 0]
 
 
@@ -117,13 +136,15 @@ class QNetwork(nn.Module):
   activation: str = "relu"
   num_q: int = 1
   final_init_scale: float | None = None  # None: flax's default init of the output layer
+  obs_transform: str = "none"
 
   @nn.compact
   def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
     ensemble = nn.vmap(
         _QHead, variable_axes={"params": 0}, split_rngs={"params": True},
         in_axes=None, out_axes=0, axis_size=self.num_q)
-    return ensemble(self.hidden_sizes, self.activation, self.final_init_scale)(obs, action)
+    return ensemble(self.hidden_sizes, self.activation, self.final_init_scale,
+                    self.obs_transform)(obs, action)
 
 
 class DeterministicPolicy(nn.Module):
@@ -132,10 +153,11 @@ class DeterministicPolicy(nn.Module):
   hidden_sizes: Sequence[int] = (400, 300)
   activation: str = "relu"
   final_init_scale: float | None = 3e-3
+  obs_transform: str = "none"
 
   @nn.compact
   def __call__(self, obs: jax.Array) -> jax.Array:
-    h = MLP(self.hidden_sizes, self.activation)(obs)
+    h = MLP(self.hidden_sizes, self.activation)(transform_obs(obs, self.obs_transform))
     return jnp.tanh(_final_dense(self.action_dim, self.final_init_scale)(h))
 
 
@@ -143,10 +165,12 @@ class VNetwork(nn.Module):
   """Soft state value V(s): returns [...]."""
   hidden_sizes: Sequence[int] = (128, 128)
   activation: str = "relu"
+  obs_transform: str = "none"
 
   @nn.compact
   def __call__(self, obs: jax.Array) -> jax.Array:
-    return nn.Dense(1)(MLP(self.hidden_sizes, self.activation)(obs))[..., 0]
+    h = MLP(self.hidden_sizes, self.activation)(transform_obs(obs, self.obs_transform))
+    return nn.Dense(1)(h)[..., 0]
 
 
 class SACNetworks(NamedTuple):
@@ -159,10 +183,12 @@ class SACNetworks(NamedTuple):
 def make_networks(action_dim: int, num_components: int = 4,
                   hidden_sizes: Sequence[int] = (128, 128), activation: str = "relu",
                   num_q: int = 1, log_std_min: float = LOG_STD_MIN,
-                  log_std_max: float = LOG_STD_MAX) -> SACNetworks:
+                  log_std_max: float = LOG_STD_MAX, obs_transform: str = "none"
+                  ) -> SACNetworks:
   hidden_sizes = tuple(int(h) for h in hidden_sizes)
+  transform_obs(jnp.zeros(()), obs_transform)  # a bad name fails here, before any init
   return SACNetworks(
       policy=GMMPolicy(action_dim, num_components, hidden_sizes, activation,
-                       log_std_min, log_std_max),
-      q=QNetwork(hidden_sizes, activation, num_q),
-      v=VNetwork(hidden_sizes, activation))
+                       log_std_min, log_std_max, obs_transform),
+      q=QNetwork(hidden_sizes, activation, num_q, obs_transform=obs_transform),
+      v=VNetwork(hidden_sizes, activation, obs_transform))

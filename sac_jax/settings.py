@@ -258,6 +258,11 @@ SETTINGS: tuple[Setting, ...] = (
             "(the paper's appendix C) or capped, log(1 - tanh(u)^2 + 1e-6) as the authors' "
             "first release computed it (at most 13.8 nats per action dimension)",
             reads="sac", shape=True, choices=("exact", "capped")),
+    Setting("obs_transform", "enum", "none", "how every network sees an observation: "
+            "none (as the env gives it; the paper) or symlog, sign(x) log(1 + |x|) per "
+            "entry (not in the paper; for tasks whose observations reach the thousands, "
+            "such as Humanoid-v5's contact forces)", reads="both", shape=True,
+            choices=("none", "symlog")),
     Setting("eval_every", "int", 1000, "env steps between deterministic evaluations",
             rule=at_least(1)),
     Setting("eval_episodes", "int", 10, "episodes per evaluation and member",

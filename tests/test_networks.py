@@ -257,3 +257,68 @@ def test_bad_activation_raises_value_error_naming_it():
   n = networks.make_networks(action_dim=2, hidden_sizes=(4,), activation="relux")
   with pytest.raises(ValueError, match="relux"):
     n.v.init(jax.random.PRNGKey(0), jnp.ones((1, 3)))
+
+
+# ----------------------------------------------------------------------------------------------
+# the observation transform
+
+
+def np_symlog(x):
+  """float64 sign(x) log(1 + |x|)."""
+  x = np.asarray(x, np.float64)
+  return np.sign(x) * np.log(1.0 + np.abs(x))
+
+
+def test_symlog_matches_float64_and_none_is_the_identity():
+  x = np.array([-3e4, -3000.0, -10.0, -1.0, -1e-3, 0.0, 1e-6, 0.5, 7.0, 4000.0], np.float32)
+  out = jax.jit(lambda v: networks.transform_obs(v, "symlog"))(x)
+  chex.assert_type(out, jnp.float32)
+  chex.assert_trees_all_close(f64(out), np_symlog(x), atol=1e-6, rtol=1e-6)
+  np.testing.assert_array_equal(networks.transform_obs(x, "none"), x)
+  with pytest.raises(ValueError, match=r"obs_transform='log': must be one of \['none', "
+                     r"'symlog'\]"):
+    networks.transform_obs(x, "log")
+  with pytest.raises(ValueError, match="obs_transform='log'"):
+    networks.make_networks(2, obs_transform="log")
+
+
+def test_every_network_reads_the_transformed_observation():
+  """With obs_transform='symlog' each network (GMM policy, twin Q, V, DDPG's actor and its
+  Q) gives, with the same params, what the plain network gives on symlog(obs) (float64
+  reference); the action entering Q is not transformed."""
+  rng = np.random.default_rng(5)
+  obs = (rng.normal(size=(6, 4)) * np.array([1.0, 30.0, 500.0, 4000.0])).astype(np.float32)
+  act = rng.uniform(-1, 1, (6, 2)).astype(np.float32)
+  sym_obs = np_symlog(obs).astype(np.float32)
+  pairs = [
+      (networks.GMMPolicy(2, 3, (16, 16), obs_transform="symlog"),
+       networks.GMMPolicy(2, 3, (16, 16)), False),
+      (networks.QNetwork((16, 8), num_q=2, obs_transform="symlog"),
+       networks.QNetwork((16, 8), num_q=2), True),
+      (networks.VNetwork((16, 8), obs_transform="symlog"), networks.VNetwork((16, 8)), False),
+      (networks.DeterministicPolicy(2, (16, 8), obs_transform="symlog"),
+       networks.DeterministicPolicy(2, (16, 8)), False),
+      (networks.QNetwork((16, 8), final_init_scale=3e-3, obs_transform="symlog"),
+       networks.QNetwork((16, 8), final_init_scale=3e-3), True),
+  ]
+  for sym, plain, takes_action in pairs:
+    args = (obs, act) if takes_action else (obs,)
+    params = sym.init(jax.random.PRNGKey(0), *args)
+    chex.assert_trees_all_equal_shapes(params, plain.init(jax.random.PRNGKey(0), *args))
+    got = jax.jit(sym.apply)(params, *args)
+    want = plain.apply(params, sym_obs, *args[1:])
+    chex.assert_trees_all_close(f64(got), f64(want), atol=1e-5, rtol=1e-5)
+    # ...and the transform matters on these inputs.
+    raw = plain.apply(params, *args)
+    assert max(np.max(np.abs(np.asarray(a) - np.asarray(b)))
+               for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(raw))) > 1e-2
+
+
+def test_learners_build_their_networks_with_the_configs_transform():
+  from sac_jax import agent, ddpg
+  sac = agent.Agent(agent.SACConfig(obs_transform="symlog"), 3, 2)
+  assert (sac.nets.policy.obs_transform, sac.nets.q.obs_transform,
+          sac.nets.v.obs_transform) == ("symlog",) * 3
+  assert agent.Agent(agent.SACConfig(), 3, 2).nets.policy.obs_transform == "none"
+  dd = ddpg.DDPGAgent(ddpg.DDPGConfig(obs_transform="symlog"), 3, 2)
+  assert (dd.policy.obs_transform, dd.q.obs_transform) == ("symlog", "symlog")

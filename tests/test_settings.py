@@ -84,7 +84,8 @@ def test_derived_sets_are_the_expected_names():
   assert set(settings.SHAPE_CHANGING) == {
       "env_id", "num_seeds", "num_components", "hidden_sizes", "activation", "batch_size",
       "buffer_size", "grad_steps", "policy_gradient", "num_q", "auto_alpha", "log_std_min",
-      "log_std_max", "algorithm", "value_network", "update_order", "squash_correction"}
+      "log_std_max", "algorithm", "value_network", "update_order", "squash_correction",
+      "obs_transform"}
   assert set(settings.per_member("sac")) == {
       "reward_scale", "alpha", "tau", "gamma", "reg", "lr", "lr_policy", "lr_q", "lr_v",
       "lr_alpha"}
@@ -152,6 +153,8 @@ RULES = [
      "['joint', 'sequential']", ["joint", "sequential"]),
     ("squash_correction", "capped_1e-6", "squash_correction='capped_1e-6': must be one of "
      "['exact', 'capped']", ["exact", "capped"]),
+    ("obs_transform", "log", "obs_transform='log': must be one of ['none', 'symlog']",
+     ["none", "symlog"]),
     ("num_q", 3, "num_q=3: must be 1 or 2", [1, 2]),
     ("num_q", 0, "num_q=0: must be 1 or 2", []),
     ("reg", -1e-3, "reg=-0.001: must be >= 0", [0.0]),
