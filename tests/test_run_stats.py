@@ -1,0 +1,92 @@
+"""experiments.run_stats: the table's statistics from a hand-made metrics.csv whose answers
+are known, the zero-action comparison, and bad input."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments import run_stats
+
+COLUMNS = ["env_step", "member", "seed", "eval_return", "setting", "train_log_pi"]
+# setting -> member -> (seed, returns at 1k..4k, log pi at each row)
+RUNS = {
+    "reward_scale=1": {0: (7, [100.0, 150.0, 200.0, 250.0], [1.0, 2.0, 3.0, 4.0]),
+                       1: (8, [50.0, 60.0, 70.0, 80.0], [5.0, 6.0, 7.0, 8.0])},
+    "reward_scale=3": {2: (7, [300.0, 400.0, 500.0, 600.0], [-1.0, -2.0, -3.0, 40.0]),
+                       3: (8, [310.0, 410.0, 510.0, 610.0], [0.0, 0.0, 0.0, 0.0])},
+}
+
+
+def _write_run(tmp_path, env_id="Hopper-v5"):
+  d = tmp_path / "run"
+  d.mkdir()
+  with open(d / "metrics.csv", "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(COLUMNS)
+    for t in reversed(range(4)):  # newest first: no statistic may rest on the row order
+      for setting, members in RUNS.items():
+        for m, (seed, returns, log_pi) in members.items():
+          w.writerow([1000 * (t + 1), m, seed, returns[t], setting, log_pi[t]])
+  (d / "summary.json").write_text(json.dumps({"env_id": env_id}))
+  return str(d)
+
+
+def test_statistics_are_the_known_ones(tmp_path):
+  stats = {s["setting"]: s for s in run_stats.run_stats(_write_run(tmp_path))}
+  low, high = stats["reward_scale=1"], stats["reward_scale=3"]
+  assert low["seeds"] == [7, 8] and low["steps"] == [4000, 4000]
+  assert low["final"] == [250.0, 80.0] and low["final_mean"] == 165.0
+  # last 3: (150 + 200 + 250) / 3 = 200 and (60 + 70 + 80) / 3 = 70.
+  assert low["last3"] == pytest.approx([200.0, 70.0]) and low["last3_mean"] == 135.0
+  # With two values the bootstrap means are a, (a + b) / 2, b with probability 1/4, 1/2,
+  # 1/4, so the 2.5% and 97.5% percentiles are the two values.
+  assert low["last3_ci95"] == pytest.approx((70.0, 200.0))
+  assert low["auc_mean"] == pytest.approx((175.0 + 65.0) / 2)
+  assert low["best_mean"] == pytest.approx((250.0 + 80.0) / 2)
+  assert low["log_pi_median"] == 4.5 and low["log_pi_range"] == [1.0, 8.0]
+  # Hopper-v5's zero action scores 129.6: [70, 200] lies across it, [410, 510] above.
+  assert low["floor"] == pytest.approx(129.6) and low["against_floor"] == "not apart"
+  assert high["last3_mean"] == pytest.approx(505.0) and high["against_floor"] == "above"
+  assert high["log_pi_median"] == 0.0 and high["log_pi_range"] == [-3.0, 40.0]
+
+
+def test_floor_below_and_tasks_without_one(tmp_path):
+  assert run_stats.floor_of("experiments.variants:HumanoidNoContactForces-v5") == \
+      pytest.approx(197.1)
+  assert run_stats.floor_of("InvertedPendulum-v5") is None
+  a = tmp_path / "a"
+  a.mkdir()
+  stats = run_stats.run_stats(_write_run(a, env_id="Ant-v5"))  # floor 994
+  assert {s["against_floor"] for s in stats} == {"below"}
+  b = tmp_path / "b"
+  b.mkdir()
+  stats = run_stats.run_stats(_write_run(b, env_id="InvertedPendulum-v5"))
+  assert {s["against_floor"] for s in stats} == {None}
+
+
+def test_command_prints_one_row_per_setting_and_refuses_a_non_run(tmp_path):
+  d = _write_run(tmp_path)
+  r = subprocess.run([sys.executable, "-m", "experiments.run_stats", d],
+                     capture_output=True, text=True, check=True)
+  lines = r.stdout.strip().splitlines()
+  assert lines[0] == run_stats.HEADER and len(lines) == 4
+  assert lines[2].startswith("| run | reward_scale=1 | 7, 8 | 165 (250, 80) | 135 [70, 200] |")
+  assert lines[2].endswith("| 4 (1 to 8) | not apart (130) |")
+  bad = subprocess.run([sys.executable, "-m", "experiments.run_stats", str(tmp_path / "no")],
+                       capture_output=True, text=True)
+  assert bad.returncode == 2 and bad.stdout == "" and "not a run directory" in bad.stderr
+
+
+def test_bootstrap_interval_is_the_exact_resampling_distributions_percentiles():
+  """For 5 values the bootstrap distribution of the mean is exactly enumerable (5^5 equally
+  likely resamples): its 2.5% and 97.5% percentiles are 8 and 68 here; the 10,000-resample
+  estimate lies within 3 of them (the 5%/95% pair, 10 and 62, would not)."""
+  import itertools
+  x = [0.0, 10.0, 20.0, 30.0, 100.0]
+  exact = np.percentile([np.mean(c) for c in itertools.product(x, repeat=5)], [2.5, 97.5])
+  np.testing.assert_allclose(exact, [8.0, 68.0])
+  np.testing.assert_allclose(run_stats.bootstrap_mean_ci(x), exact, atol=3.0)
