@@ -280,6 +280,8 @@ def test_symlog_matches_float64_and_none_is_the_identity():
     networks.transform_obs(x, "log")
   with pytest.raises(ValueError, match="obs_transform='log'"):
     networks.make_networks(2, obs_transform="log")
+  from sac_jax import settings
+  assert settings.BY_NAME["obs_transform"].choices == networks.OBS_TRANSFORMS
 
 
 def test_every_network_reads_the_transformed_observation():
