@@ -46,12 +46,15 @@ def soft_clip(x: jax.Array, low: float, high: float) -> jax.Array:
 OBS_TRANSFORMS = ("none", "symlog")
 
 
+def check_obs_transform(name: str) -> None:
+  """Pure Python (touching no device: it runs before jax.distributed.initialize)."""
+  if name not in OBS_TRANSFORMS:
+    raise ValueError(f"obs_transform={name!r}: must be one of {list(OBS_TRANSFORMS)}")
+
+
 def transform_obs(obs: jax.Array, name: str) -> jax.Array:
-  if name == "none":
-    return obs
-  if name == "symlog":
-    return jnp.sign(obs) * jnp.log1p(jnp.abs(obs))
-  raise ValueError(f"obs_transform={name!r}: must be one of {list(OBS_TRANSFORMS)}")
+  check_obs_transform(name)
+  return obs if name == "none" else jnp.sign(obs) * jnp.log1p(jnp.abs(obs))
 
 
 # The names are the `activation` setting's (sac_jax.settings, which validates them).
@@ -186,7 +189,7 @@ def make_networks(action_dim: int, num_components: int = 4,
                   log_std_max: float = LOG_STD_MAX, obs_transform: str = "none"
                   ) -> SACNetworks:
   hidden_sizes = tuple(int(h) for h in hidden_sizes)
-  transform_obs(jnp.zeros(()), obs_transform)  # a bad name fails here, before any init
+  check_obs_transform(obs_transform)  # a bad name fails here, before any init
   return SACNetworks(
       policy=GMMPolicy(action_dim, num_components, hidden_sizes, activation,
                        log_std_min, log_std_max, obs_transform),
