@@ -436,9 +436,7 @@ def analyze(claim: str, arms: Sequence[Arm], data: dict[str, tuple], budget: str
     """The tasks bar: arm k's mean final return >= the task's bar, judged by the bootstrap
     95% interval of the mean (above it: holds; below it: does not hold)."""
     s, bar = stats[k], THRESHOLDS[t]
-    finals = np.asarray(s["final"])
-    boot = np.random.default_rng(0).choice(finals, (V.RESAMPLES, finals.size)).mean(1)
-    lo, hi = np.percentile(boot, [2.5, 97.5])
+    lo, hi = V.mean_ci95(s["final"])
     v = V.HOLDS if lo >= bar else V.FAILS if hi < bar else V.INCONCLUSIVE
     return dict(part=f"{t}: {what} mean final >= {bar:g}", verdict=v, mean=s["final_mean"],
                 ci95=[float(lo), float(hi)], meets_bar=bool(s["final_mean"] >= bar),

@@ -46,14 +46,6 @@ def floor_of(env_id: str) -> float | None:
   return references.zero_action(task) if task else None
 
 
-def bootstrap_mean_ci(values, seed: int = 0) -> tuple[float, float]:
-  """Percentile bootstrap 95% interval of the mean (V.RESAMPLES resamples)."""
-  x = np.asarray(values, np.float64)
-  boot = np.random.default_rng(seed).choice(x, (V.RESAMPLES, x.size)).mean(axis=1)
-  lo, hi = np.percentile(boot, [2.5, 97.5])
-  return float(lo), float(hi)
-
-
 def setting_stats(rows: list[dict]) -> dict:
   """Statistics of one setting's rows (every member's evaluations, in any order)."""
   curves: dict[int, list[tuple[int, float]]] = {}
@@ -73,7 +65,7 @@ def setting_stats(rows: list[dict]) -> dict:
   return dict(seeds=[seeds[m] for m in members],
               steps=[sorted(curves[m])[-1][0] for m in members],
               final=finals, final_mean=float(np.mean(finals)),
-              last3=last3, last3_mean=float(np.mean(last3)), last3_ci95=bootstrap_mean_ci(last3),
+              last3=last3, last3_mean=float(np.mean(last3)), last3_ci95=V.mean_ci95(last3),
               auc_mean=float(np.mean([p["auc"] for p in per])),
               best_mean=float(np.mean([p["max"] for p in per])),
               log_pi_median=float(np.median(log_pi)) if log_pi else None,

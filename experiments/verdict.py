@@ -7,6 +7,8 @@ from the same numbers is the same verdict.
   `last` evaluations), area under the curve (the mean over all evaluations, i.e. the area
   normalized by the horizon) and the maximum over evaluations (the statistic of the TD3
   paper's Table 1).
+- `mean_ci95(x)`: the bootstrap 95% interval of one arm's mean (the `tasks` bar's, and
+  experiments.run_stats' last-3 interval).
 - `compare(a, b)`: the effect mean(a) - mean(b) with a bootstrap 95% interval
   (percentile, resampling within each arm), Hedges' g, and the one-sided permutation
   p-values of "a > b" and "b > a" (exact over all splits when there are at most
@@ -74,6 +76,14 @@ def _permutation_diffs(pooled: np.ndarray, n_a: int, seed: int) -> np.ndarray:
   total = pooled.sum()
   sum_a = (mask * pooled).sum(axis=1)
   return sum_a / n_a - (total - sum_a) / (n - n_a)
+
+
+def mean_ci95(values: Sequence[float], seed: int = 0) -> tuple[float, float]:
+  """Percentile bootstrap 95% interval of the mean of `values` (RESAMPLES resamples)."""
+  x = np.asarray(values, np.float64)
+  boot = np.random.default_rng(seed).choice(x, (RESAMPLES, x.size)).mean(axis=1)
+  lo, hi = np.percentile(boot, [2.5, 97.5])
+  return float(lo), float(hi)
 
 
 def compare(a: Sequence[float], b: Sequence[float], seed: int = 0) -> dict:

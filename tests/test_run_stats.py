@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from experiments import run_stats
+from experiments import verdict as V
 
 COLUMNS = ["env_step", "member", "seed", "eval_return", "setting", "train_log_pi"]
 # setting -> member -> (seed, returns at 1k..4k, log pi at each row)
@@ -89,4 +90,4 @@ def test_bootstrap_interval_is_the_exact_resampling_distributions_percentiles():
   x = [0.0, 10.0, 20.0, 30.0, 100.0]
   exact = np.percentile([np.mean(c) for c in itertools.product(x, repeat=5)], [2.5, 97.5])
   np.testing.assert_allclose(exact, [8.0, 68.0])
-  np.testing.assert_allclose(run_stats.bootstrap_mean_ci(x), exact, atol=3.0)
+  np.testing.assert_allclose(V.mean_ci95(x), exact, atol=3.0)
