@@ -824,6 +824,21 @@ def archive_run(archive: str, run: Run, run_dir: str, argv: Sequence[str], comma
   return run_archive.paths(archive, run.name)[0], held
 
 
+def untested(claim: str | None, tasks: Sequence[str] | None, planned: Sequence[Arm],
+             arms: Sequence[Arm]) -> list[str]:
+  """What a subset leaves untested, said in the outputs: the claim's own tasks that --tasks
+  (given: tasks, else None) drops, and the planned arms that --arms drops. The settings
+  claim has no tasks of its own (walker2d is only where it looks by default): choosing
+  another task leaves nothing of it out."""
+  out = []
+  if claim and claim != "settings" and tasks is not None and (gone := [
+      t for t in CLAIM_TASKS.get(claim, TASKS) if t not in tasks]):
+    out.append("tasks " + ", ".join(gone))
+  if gone_arms := [f"{a.panel} {a.label}".strip() for a in planned if a not in arms]:
+    out.append("arms " + ", ".join(gone_arms))
+  return out
+
+
 def _ranges(seeds: Sequence[int]) -> str:
   """100, 101, 102, 105 -> "100-102, 105"."""
   out, seeds = [], sorted(seeds)
@@ -860,13 +875,7 @@ def main(argv):
       raise app.UsageError(f"--arms {sorted(unknown)}: this claim's arms are "
                            f"{sorted({a.label for a in arms})}")
     arms = [a for a in arms if a.label in F.arms]
-  # What a subset (--tasks, --arms) leaves untested: said in the outputs.
-  left_out = []
-  if F.claim and F["tasks"].present and (gone := [
-      t for t in CLAIM_TASKS.get(F.claim, TASKS) if t not in F.tasks]):
-    left_out.append("tasks " + ", ".join(gone))
-  if gone_arms := [f"{a.panel} {a.label}".strip() for a in planned if a not in arms]:
-    left_out.append("arms " + ", ".join(gone_arms))
+  left_out = untested(F.claim, F.tasks if F["tasks"].present else None, planned, arms)
   seeds = F.seeds or (2 if F.budget == "smoke" else SEEDS)
   if seeds < 2:
     raise app.UsageError(f"--seeds={seeds}: a verdict needs 2 or more seeds per arm")

@@ -516,6 +516,21 @@ def test_settings_runs_and_bad_settings():
     reproduce.plan("settings", ("walker2d",), ("tau=0.005", "tau=0.005"))
 
 
+def test_untested_names_what_a_subset_drops():
+  """--tasks dropping a claim's own task and --arms dropping an arm are said; the settings
+  claim has no tasks of its own, so searching on another task drops nothing."""
+  planned = reproduce.plan("grad_steps")
+  assert reproduce.untested("grad_steps", None, planned, planned) == []
+  assert reproduce.untested("sac_vs_ddpg", ("hopper",), planned, planned) == [
+      "tasks halfcheetah, walker2d, ant"]
+  assert reproduce.untested("grad_steps", ("halfcheetah",), planned, planned[1:]) == [
+      "arms G=1"]
+  hop = reproduce.plan("settings", ("hopper",), ("obs_transform=symlog",))
+  assert reproduce.untested("settings", ("hopper",), hop, hop) == []
+  assert reproduce.untested("settings", ("hopper",), hop, hop[:1]) == [
+      "arms hopper obs_transform=symlog"]
+
+
 def test_settings_command_line_refusals(tmp_path):
   res = _reproduce(tmp_path, "--claim=settings")
   assert res.returncode != 0 and "needs one --setting=NAME=VALUE" in res.stderr
