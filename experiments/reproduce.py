@@ -672,27 +672,36 @@ def plot(path: str, claim: str, arms: Sequence[Arm], data: dict, result: dict) -
   plt.close(fig)
 
 
+# A panel with more arms than this draws each arm's mean alone: beyond a few arms the
+# min-max bands and per-seed lines cover one another (the settings search on Walker2d has
+# nine); its table and verdict.json keep every seed.
+DETAILED_ARMS = 4
+
+
 def figure(claim: str, arms: Sequence[Arm], data: dict, result: dict):
   """The claim's figure (one panel per task): each arm's mean over seeds, min-max band and
-  per-seed lines; on each task panel the zero action's return (the floor) and, for the
-  tasks claim, the bar."""
+  per-seed lines (a panel of more than DETAILED_ARMS arms: the means alone, its legend
+  beside it); on each task panel the zero action's return (the floor) and, for the tasks
+  claim, the bar."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   panels = list(dict.fromkeys(a.panel for a in arms))
-  fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), dpi=110,
-                           squeeze=False)
+  crowded = {p for p in panels if sum(a.panel == p for a in arms) > DETAILED_ARMS}
+  fig, axes = plt.subplots(1, len(panels), dpi=110, squeeze=False, figsize=(
+      5.2 * len(panels) + 2.8 * len(crowded), 4.0))
   colors = plt.cm.tab10(np.arange(10))
   for ax, panel in zip(axes[0], panels):
     for i, a in enumerate(x for x in arms if x.panel == panel):
       steps, curves = data[_key(a)]
       mat = np.array(list(curves.values()))
       c = colors[i % 10]
-      for row in mat:
-        ax.plot(steps, row, color=c, lw=0.6, alpha=0.45)
       mean = np.nanmean(mat, axis=0)
-      ax.fill_between(steps, np.nanmin(mat, axis=0), np.nanmax(mat, axis=0), color=c,
-                      alpha=0.15, lw=0)
+      if panel not in crowded:
+        for row in mat:
+          ax.plot(steps, row, color=c, lw=0.6, alpha=0.45)
+        ax.fill_between(steps, np.nanmin(mat, axis=0), np.nanmax(mat, axis=0), color=c,
+                        alpha=0.15, lw=0)
       s = result["arms"][_key(a)]
       ax.plot(steps, mean, color=c, lw=2.0, label=f"{a.label} ({len(mat)} seeds, final "
                                                    f"{s['final_mean']:,.0f})")
@@ -714,9 +723,17 @@ def figure(claim: str, arms: Sequence[Arm], data: dict, result: dict):
     ax.set_xlabel("env steps")
     ax.set_ylabel("deterministic evaluation return")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
-  fig.suptitle(f"{claim} ({result['budget']} budget): {result['verdict']}\nmean over "
-               "seeds (thick), min-max band, each seed thin", fontsize=9)
+    if panel in crowded:
+      ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+      ax.legend(fontsize=7, loc="upper left")
+  how = ("mean over seeds (thick), min-max band, each seed thin" if not crowded else
+         f"mean over seeds (a panel of more than {DETAILED_ARMS} arms: the means alone)"
+         if len(crowded) == len(panels) else
+         f"mean over seeds (thick), min-max band, each seed thin; a panel of more than "
+         f"{DETAILED_ARMS} arms: the means alone")
+  fig.suptitle(f"{claim} ({result['budget']} budget): {result['verdict']}\n{how}",
+               fontsize=9)
   fig.tight_layout()
   return fig
 

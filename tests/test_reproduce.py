@@ -212,6 +212,31 @@ def test_arm_statistics_follow_the_metrics(tmp_path):
   assert r["parts"][0]["means"] == pytest.approx([(103 + 140) / 2, (3 + 30) / 2])
 
 
+def test_figure_draws_seeds_and_bands_only_for_a_few_arms():
+  """A panel of up to DETAILED_ARMS arms draws each seed and a min-max band per arm; a
+  panel of more draws the means alone (the bands of nine arms hide one another)."""
+  import matplotlib.collections as mc
+  steps = np.arange(1, 5) * 5000
+  few, many = reproduce.DETAILED_ARMS, reproduce.DETAILED_ARMS + 1
+  arms = ([reproduce.Arm(f"a{i}", reproduce.Run(f"a{i}", "hopper"), "hopper")
+           for i in range(few)] +
+          [reproduce.Arm(f"b{i}", reproduce.Run(f"b{i}", "walker2d"), "walker2d")
+           for i in range(many)])
+  data = {reproduce._key(a): (steps, {100: steps * 0.1 + i, 101: steps * 0.2 + i})
+          for i, a in enumerate(arms)}
+  result = dict(budget="cpu", verdict="holds",
+                arms={reproduce._key(a): dict(final_mean=1.0) for a in arms})
+  fig = reproduce.figure("settings", arms, data, result)
+  left, right = fig.axes[:2]
+  bands = lambda ax: sum(isinstance(c, mc.PolyCollection) for c in ax.collections)
+  assert (bands(left), len(left.lines)) == (few, few * 3)      # 2 seeds + the mean each
+  assert (bands(right), len(right.lines)) == (0, many)         # the means alone
+  assert [t.get_text().split(" (")[0] for t in right.get_legend().get_texts()] == \
+      [f"b{i}" for i in range(many)]
+  assert "more than 4 arms: the means alone" in fig._suptitle.get_text()
+  assert "each seed thin" in fig._suptitle.get_text()   # the other panel still does
+
+
 def test_grad_steps_on_other_tasks_is_one_panel_per_task():
   """--tasks carries grad_steps past HalfCheetah: on Walker2d G = 1 (the tasks claim's run)
   against G = 4 at the long length, its own panel and parts; HalfCheetah alone keeps the
