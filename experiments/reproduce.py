@@ -146,6 +146,9 @@ BUDGETS = ("smoke", "cpu", "paper")
 CPU_STEPS = dict(long=300_000, short=100_000)
 SEEDS = 5
 FIRST_SEED = 100
+# Checkpoints: every tenth of a run, at most every 100k env steps (a 3M-step run at the
+# paper budget on a CPU trains about 100k steps in 13 minutes: a kill loses no more).
+CHECKPOINT_EVERY_MAX = 100_000
 LAST_EVALS = 3
 SMOKE = ["--total_env_steps=300", "--start_steps=100", "--batch_size=16",
          "--hidden_sizes=16,16", "--eval_every=100", "--eval_episodes=1",
@@ -364,7 +367,7 @@ def run_flags(budget: str, run: Run, seed: int, seeds: int, run_dir: str,
     return base + SMOKE
   return base + [f"--total_env_steps={steps}", f"--buffer_size={min(steps, 1_000_000)}",
                  "--eval_every=5000", "--eval_episodes=5",
-                 f"--checkpoint_every={max(steps // 10, 5000)}"]
+                 f"--checkpoint_every={max(min(steps // 10, CHECKPOINT_EVERY_MAX), 5000)}"]
 
 
 def read_arm(path: str, seeds: Sequence[int] | None = None

@@ -237,6 +237,20 @@ def test_figure_draws_seeds_and_bands_only_for_a_few_arms():
   assert "each seed thin" in fig._suptitle.get_text()   # the other panel still does
 
 
+@pytest.mark.parametrize("budget, task, length, steps, every", [
+    ("cpu", "walker2d", "long", 300_000, 30_000),      # a tenth of the run
+    ("cpu", "halfcheetah", "short", 100_000, 10_000),
+    ("paper", "hopper", "long", 1_000_000, 100_000),
+    ("paper", "halfcheetah", "long", 3_000_000, 100_000),  # capped: a kill loses <= 100k
+])
+def test_runs_checkpoint_every_tenth_at_most_every_100k(budget, task, length, steps, every):
+  argv = reproduce.run_flags(budget, reproduce.Run(f"{task}-x", task, (), length), 100, 5,
+                             "/r")
+  assert f"--total_env_steps={steps}" in argv
+  assert f"--checkpoint_every={every}" in argv
+  assert f"--buffer_size={min(steps, 1_000_000)}" in argv
+
+
 def test_grad_steps_on_other_tasks_is_one_panel_per_task():
   """--tasks carries grad_steps past HalfCheetah: on Walker2d G = 1 (the tasks claim's run)
   against G = 4 at the long length, its own panel and parts; HalfCheetah alone keeps the
