@@ -730,13 +730,12 @@ def figure(claim: str, arms: Sequence[Arm], data: dict, result: dict):
       ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
       ax.legend(fontsize=7, loc="upper left")
-  how = ("mean over seeds (thick), min-max band, each seed thin" if not crowded else
-         f"mean over seeds (a panel of more than {DETAILED_ARMS} arms: the means alone)"
-         if len(crowded) == len(panels) else
-         f"mean over seeds (thick), min-max band, each seed thin; a panel of more than "
-         f"{DETAILED_ARMS} arms: the means alone")
-  fig.suptitle(f"{claim} ({result['budget']} budget): {result['verdict']}\n{how}",
-               fontsize=9)
+  how = (["mean over seeds (thick), min-max band, each seed thin"]
+         if len(crowded) < len(panels) else []) + (
+      [f"a panel of more than {DETAILED_ARMS} arms: the means over seeds alone"]
+      if crowded else [])
+  fig.suptitle(f"{claim} ({result['budget']} budget): {result['verdict']}\n"
+               + "; ".join(how), fontsize=9)
   fig.tight_layout()
   return fig
 

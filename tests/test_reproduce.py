@@ -233,7 +233,7 @@ def test_figure_draws_seeds_and_bands_only_for_a_few_arms():
   assert (bands(right), len(right.lines)) == (0, many)         # the means alone
   assert [t.get_text().split(" (")[0] for t in right.get_legend().get_texts()] == \
       [f"b{i}" for i in range(many)]
-  assert "more than 4 arms: the means alone" in fig._suptitle.get_text()
+  assert "more than 4 arms: the means over seeds alone" in fig._suptitle.get_text()
   assert "each seed thin" in fig._suptitle.get_text()   # the other panel still does
 
 
