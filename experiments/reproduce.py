@@ -88,6 +88,11 @@ checkpoints and skips finished ones. Outputs in --out (default
 <runs_dir>/<budget>/claims/<claim>): figure.png, table.md, verdict.json, returns.csv (per
 seed: final, AUC, max) and curves.csv (every evaluation).
 
+`--up_to=N` analyzes every curve up to N env steps (a 3M task at 1M, where the TD3 paper's
+rerun reports). `--analyze_only` while a run is under way analyzes its evaluations so far:
+the outputs say "interim" and where each such run stands (verdict.json's `interim`), so a
+reading of a run in progress is never taken for the finished run's.
+
 A run directory lives on the machine that trained it. Each complete run (cpu and paper
 budgets) is also archived in the repository, docs/reproduction/runs/<budget>/<run>.csv (every
 evaluation) and .json (its configuration with the flagfiles expanded, the command): a later
@@ -179,7 +184,12 @@ flags.DEFINE_string("archive_dir", None, "finished runs kept in the repository (
                     "configuration; experiments/run_archive.py): a run complete there is "
                     "not trained again. Default docs/reproduction/runs for the cpu and "
                     "paper budgets, none for smoke; --archive_dir= turns it off")
-flags.DEFINE_bool("analyze_only", False, "do not run anything: analyze the runs there are")
+flags.DEFINE_bool("analyze_only", False, "do not run anything: analyze the runs there are "
+                  "(a run still under way: its evaluations so far, marked interim)")
+flags.DEFINE_integer("up_to", None, "analyze every curve up to this many env steps (its "
+                     "evaluations at or before it), e.g. a 3M task at 1M, the step count of "
+                     "the TD3 paper's rerun; the runs still train their budget's steps. "
+                     "Default --out: <runs_dir>/<budget>/claims/<claim>-up_to_<N>")
 flags.DEFINE_bool("status", False, "do not run or analyze anything: say where each run of "
                   "the claim stands (all claims' runs without --claim)")
 flags.DEFINE_enum("peer", "sbx", ("sbx", "random"), "the parity claim's peer: sbx "
@@ -400,6 +410,28 @@ def _arm_stats(a: Arm, steps: np.ndarray, curves: dict) -> dict:
               max_mean=float(np.mean([p["max"] for p in per_seed.values()])))
 
 
+def cut_at(steps: np.ndarray, curves: dict[int, np.ndarray], up_to: int | None
+           ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+  """A curve's evaluations at or before `up_to` env steps (None: all of them)."""
+  if up_to is None:
+    return steps, curves
+  keep = steps <= up_to
+  return steps[keep], {s: c[keep] for s, c in curves.items()}
+
+
+def interim_runs(statuses: Sequence[dict], up_to: int | None = None) -> list[dict]:
+  """The runs analyzed before they finished (run_status of each run read from its run
+  directory): {run, reached: the least env steps over its seeds, target}. A run past
+  `up_to` on every seed is not interim there: its curve up to that step is final (a run is
+  a function of its seeds)."""
+  out = []
+  for st in statuses:
+    reached = min(st["reached"].values())
+    if st["state"] != "complete" and (up_to is None or reached < up_to):
+      out.append(dict(run=st["run"], reached=reached, target=st["target"]))
+  return out
+
+
 def analyze(claim: str, arms: Sequence[Arm], data: dict[str, tuple], budget: str) -> dict:
   """The verdict dict of a claim from {arm key: (steps, {seed: curve})}.
 
@@ -563,6 +595,29 @@ def analyze(claim: str, arms: Sequence[Arm], data: dict[str, tuple], budget: str
   if budget == "smoke":
     out["note"] = "smoke budget: checks the plumbing only; the verdict means nothing"
   return out
+
+
+def mark_cut_and_interim(result: dict, up_to: int | None, interim: Sequence[dict],
+                         ends: dict[str, int] | None = None) -> dict:
+  """Says in the result (verdict.json, the table's notes, the figure's title) that the
+  curves were cut at --up_to (and which runs end before it: `ends`, {run: its last
+  evaluated env step}), and which runs were still under way."""
+  notes = []
+  if up_to is not None:
+    result["up_to"] = up_to
+    notes.append(f"Every curve cut at {up_to:,} env steps (--up_to).")
+    short = sorted((r, t) for r, t in (ends or {}).items() if t < up_to)
+    if short:
+      notes.append("Ending before it: " + "; ".join(f"{r} at {t:,}" for r, t in short) + ".")
+  if interim:
+    result["interim"] = list(interim)
+    notes.append("Interim: " + "; ".join(
+        f"run {i['run']} is under way, at {i['reached']:,} of {i['target']:,} env steps"
+        for i in interim) + ": this analysis reads its evaluations so far, not the finished "
+        "run.")
+  if notes:
+    result["note"] = " ".join([result.get("note", "")] + notes).strip()
+  return result
 
 
 def not_below(ours: Sequence[float], peer: Sequence[float], rel_margin: float) -> dict:
@@ -734,7 +789,10 @@ def figure(claim: str, arms: Sequence[Arm], data: dict, result: dict):
          if len(crowded) < len(panels) else []) + (
       [f"a panel of more than {DETAILED_ARMS} arms: the means over seeds alone"]
       if crowded else [])
-  fig.suptitle(f"{claim} ({result['budget']} budget): {result['verdict']}\n"
+  when = ([f"up to {result['up_to']:,} env steps"] if result.get("up_to") else []) + (
+      ["INTERIM: runs under way"] if result.get("interim") else [])
+  fig.suptitle(f"{claim} ({result['budget']} budget"
+               + "".join(f", {w}" for w in when) + f"): {result['verdict']}\n"
                + "; ".join(how), fontsize=9)
   fig.tight_layout()
   return fig
@@ -898,8 +956,12 @@ def main(argv):
   seeds = F.seeds or (2 if F.budget == "smoke" else SEEDS)
   if seeds < 2:
     raise app.UsageError(f"--seeds={seeds}: a verdict needs 2 or more seeds per arm")
+  if F.up_to is not None and F.up_to <= 0:
+    raise app.UsageError(f"--up_to={F.up_to}: must be a positive number of env steps "
+                         "(e.g. --up_to=1000000)")
   base = os.path.abspath(os.path.join(F.runs_dir, F.budget))
-  out_dir = F.out or os.path.join(base, "claims", F.claim or "")
+  out_dir = F.out or os.path.join(base, "claims", (F.claim or "") + (
+      f"-up_to_{F.up_to}" if F.up_to is not None else ""))
   runs = list(dict.fromkeys(a.run for a in arms))
   archive = archive_dir(F.archive_dir, F.budget)
   want = list(range(F.first_seed, F.first_seed + seeds))
@@ -956,7 +1018,15 @@ def main(argv):
         f"--analyze_only: no metrics.csv in {base} for run(s) {', '.join(missing)}: run "
         "the claim without --analyze_only, or leave those arms out with --arms/--tasks")
   data = {_key(a): read_arm(sources.get(a.run, run_dirs[a.run]), want) for a in arms}
+  ends = {a.run.name: int(data[_key(a)][0][-1]) for a in arms if len(data[_key(a)][0])}
+  data = {k: cut_at(*d, F.up_to) for k, d in data.items()}
+  if F.up_to is not None and (empty := [_key(a) for a in arms if not len(data[_key(a)][0])]):
+    raise app.UsageError(f"--up_to={F.up_to}: arm(s) {', '.join(empty)} have no "
+                         f"evaluation at or before {F.up_to:,} env steps")
   result = analyze(F.claim, arms, data, F.budget)
+  mark_cut_and_interim(result, F.up_to, interim_runs(
+      [run_status(r, run_dirs[r], F.budget, F.first_seed, seeds) for r in runs
+       if r not in sources], F.up_to), ends)
   if left_out:
     result["note"] = (result.get("note", "") + " Left out of this analysis: " + "; ".join(
         left_out) + ". The parts that need them are not tested: the verdict covers only "

@@ -400,6 +400,70 @@ def test_status_says_where_each_run_stands(tmp_path):
   assert not (base / "claims").exists()   # no analysis written
 
 
+def test_up_to_cuts_every_curve_and_an_interim_reading_says_so(tmp_path):
+  """--up_to=N analyzes every curve up to N env steps; --analyze_only of a run under way
+  marks the analysis interim (verdict.json, table, figure) unless the cut lies within what
+  the run has reached; a bad --up_to is one line."""
+  base = tmp_path / "smoke"
+  soft_run, hard_run = (a.run for a in reproduce.plan("hard"))
+
+  def metrics(run_dir, steps, scale):
+    os.makedirs(run_dir)
+    with open(run_dir / "metrics.csv", "w", newline="") as f:
+      w = csv.writer(f)
+      w.writerow(["env_step", "member", "seed", "eval_return"])
+      for t in steps:
+        for seed in (100, 101):
+          w.writerow([t, seed - 100, seed, scale * t + seed])
+  metrics(base / soft_run.name, (100, 200, 300), 10)   # complete (smoke: 300 env steps)
+  metrics(base / hard_run.name, (100, 200), 1)         # under way, at 200
+
+  def verdict(out):
+    return json.loads((out / "verdict.json").read_text())
+
+  res = _reproduce(tmp_path, "--claim=hard", "--analyze_only", "--up_to=200")
+  assert res.returncode == 0, res.stderr
+  out = base / "claims" / "hard-up_to_200"
+  r = verdict(out)
+  assert r["up_to"] == 200 and "interim" not in r   # the cut is within what hard reached
+  soft = r["arms"]["soft (alpha=1)"]
+  assert soft["env_steps"] == 200
+  assert soft["final"] == pytest.approx([(1000 + 2000) / 2 + 100, (1000 + 2000) / 2 + 101])
+  assert soft["max"] == pytest.approx([2100, 2101])
+  assert "Every curve cut at 200 env steps" in (out / "table.md").read_text()
+  assert "Ending before it" not in r["note"]
+  assert max(int(row["env_step"]) for row in csv.DictReader(open(out / "curves.csv"))) == 200
+  # Without the cut: soft to 300, hard's 200 is a reading of a run under way.
+  res = _reproduce(tmp_path, "--claim=hard", "--analyze_only")
+  assert res.returncode == 0, res.stderr
+  r = verdict(base / "claims" / "hard")
+  assert r["arms"]["soft (alpha=1)"]["env_steps"] == 300 and "up_to" not in r
+  assert r["interim"] == [dict(run=hard_run.name, reached=200, target=300)]
+  assert (f"Interim: run {hard_run.name} is under way, at 200 of 300 env steps"
+          in (base / "claims" / "hard" / "table.md").read_text())
+  # A cut beyond a run under way: interim, and the run that ends before it is named.
+  res = _reproduce(tmp_path, "--claim=hard", "--analyze_only", "--up_to=250")
+  assert res.returncode == 0, res.stderr
+  r = verdict(base / "claims" / "hard-up_to_250")
+  assert [i["run"] for i in r["interim"]] == [hard_run.name]
+  assert f"Ending before it: {hard_run.name} at 200." in r["note"]
+  assert r["arms"]["soft (alpha=1)"]["env_steps"] == 200
+  fig = reproduce.figure("hard", reproduce.plan("hard"), {
+      reproduce._key(a): (np.array([100, 200]), {100: np.array([1., 2])})
+      for a in reproduce.plan("hard")}, r)
+  assert "up to 250 env steps, INTERIM: runs under way" in fig._suptitle.get_text()
+  import matplotlib.pyplot as plt
+  plt.close(fig)
+  # Bad cuts: one line each, nothing written.
+  for bad, said in (("0", "--up_to=0: must be a positive number"),
+                    ("50", "--up_to=50: arm(s) soft (alpha=1), hard (alpha=0) have no "
+                           "evaluation at or before 50 env steps")):
+    res = _reproduce(tmp_path, "--claim=hard", "--analyze_only", f"--up_to={bad}")
+    assert res.returncode != 0 and said in res.stderr and "Traceback" not in res.stderr, (
+        res.stderr)
+  assert not (base / "claims" / "hard-up_to_50").exists()
+
+
 def test_tasks_arms_keep_their_own_horizons():
   """tasks judges each arm against an absolute bar: a modern run still under way (here at
   15k) leaves the paper arm's 25k curve whole; a comparative claim cuts both."""
