@@ -72,7 +72,8 @@ and DDPG G = 4 at 100k).
 
 Budgets: `smoke` (tiny networks, a few hundred steps: checks the plumbing in a minute or
 two; its verdicts mean nothing), `cpu` (what a 2-core CPU does in hours; steps per claim in
-CPU_STEPS), `paper` (the task flagfiles' budgets, 1M-3M steps: a GPU's work).
+CPU_STEPS), `paper` (the task flagfiles' budgets, 1M-3M steps: on one CPU core a 1M run
+of 5 seeds takes about 3 hours, a 3M run 7-12 hours; `--up_to=1000000` reads a 3M run at 1M).
 
 Protocol: fresh seeds (--first_seed=100 onward; the calibration used 0 and 1), 5 seeds per arm,
 deterministic evaluation (the best-Q component) of 5 episodes every 5,000
