@@ -450,13 +450,7 @@ def analyze(claim: str, arms: Sequence[Arm], data: dict[str, tuple], budget: str
   def common(*keys: str) -> list[dict]:
     """The arms' statistics with every curve cut at the shortest one's horizon."""
     horizon = min(int(data[k][0][-1]) for k in keys)
-    cut = []
-    for k in keys:
-      steps, curves = data[k]
-      keep = steps <= horizon
-      cut.append(_arm_stats(arm_of[k], steps[keep],
-                            {s: c[keep] for s, c in curves.items()}))
-    return cut
+    return [_arm_stats(arm_of[k], *cut_at(*data[k], horizon)) for k in keys]
 
   def part(name: str, test: Callable[..., dict], keys: Sequence[str], stat: str = "final",
            **kw) -> dict:
