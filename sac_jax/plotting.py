@@ -4,7 +4,8 @@ One panel: evaluation return against env steps. A plain run: the mean over membe
 thick line with a min-max band, every member as a thin line. A sweep (metrics.csv has a
 `setting` column): one curve per setting, the mean over its seeds with a min-max band.
 `plot_groups` draws any {label: (env steps [T], returns [n, T])} this way
-(experiments/sweep.py uses it for several run directories in one figure).
+(experiments/sweep.py uses it for several run directories in one figure). `plot_metrics`
+draws any columns of metrics.csv (training metrics: losses, entropy, Q), one panel each.
 
 Missing returns (an empty `eval_return` cell: a member that diverged, see
 `diverged_at_step`) are never dropped from a mean silently: the mean and the band are
@@ -19,7 +20,6 @@ from __future__ import annotations
 import collections
 import csv
 import io
-import os
 from typing import Sequence
 
 import matplotlib
@@ -38,12 +38,14 @@ def _value(cell: str | None) -> float:
   return float(cell) if cell not in (None, "") else float("nan")
 
 
-def read_curves(csv_path: str) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-  """(env steps [T], {member: returns [T]}) from metrics.csv, NaN where a value is missing."""
+def read_curves(csv_path: str, column: str = "eval_return"
+                ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+  """(env steps [T], {member: values [T]}) of one metrics.csv column (default the return),
+  NaN where a value is missing."""
   by_member: dict[int, dict[int, float]] = collections.defaultdict(dict)
   with open(csv_path, newline="") as f:
     for row in csv.DictReader(f):
-      by_member[int(row["member"])][int(row["env_step"])] = _value(row["eval_return"])
+      by_member[int(row["member"])][int(row["env_step"])] = _value(row[column])
   steps = np.array(sorted({s for d in by_member.values() for s in d}), np.int64)
   curves = {m: np.array([d.get(int(s), np.nan) for s in steps]) for m, d in
             sorted(by_member.items())}
@@ -61,16 +63,17 @@ def read_diverged(csv_path: str) -> dict[int, int]:
   return out
 
 
-def read_groups(csv_path: str, column: str = "setting", prefix: str = ""
-                ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-  """{prefix + group: (env steps [T], returns [n members, T])}, groups by `column` in
-  first-appearance order (a file without that column is one group named `prefix`)."""
+def read_groups(csv_path: str, column: str = "setting", prefix: str = "",
+                value: str = "eval_return") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """{prefix + group: (env steps [T], values [n members, T])} of the `value` column (default
+  the return), groups by `column` in first-appearance order (a file without that column is
+  one group named `prefix`)."""
   by_group: dict[str, dict[int, dict[int, float]]] = {}
   with open(csv_path, newline="") as f:
     for row in csv.DictReader(f):
       g = row.get(column, "")
       d = by_group.setdefault(g, collections.defaultdict(dict))
-      d[int(row["member"])][int(row["env_step"])] = _value(row["eval_return"])
+      d[int(row["member"])][int(row["env_step"])] = _value(row[value])
   out = {}
   for g, by_member in by_group.items():
     steps = np.array(sorted({s for d in by_member.values() for s in d}), np.int64)
@@ -81,9 +84,14 @@ def read_groups(csv_path: str, column: str = "setting", prefix: str = ""
   return out
 
 
-def has_column(csv_path: str, column: str) -> bool:
+def columns(csv_path: str) -> list[str]:
+  """The header of a metrics.csv."""
   with open(csv_path, newline="") as f:
-    return column in (next(csv.reader(f), None) or [])
+    return next(csv.reader(f), None) or []
+
+
+def has_column(csv_path: str, column: str) -> bool:
+  return column in columns(csv_path)
 
 
 def plot_groups(groups: dict[str, tuple[np.ndarray, np.ndarray]], out_path: str,
@@ -158,6 +166,69 @@ def plot_curves(csv_path: str, out_path: str, title: str = "",
                 title=STOP_RULE if (diverged or stop is not None) else None,
                 title_fontsize=7)
     _finish(fig, ax, title, out_path)
+  finally:
+    plt.close(fig)
+
+
+def metrics_figure(csv_path: str, names: Sequence[str], log_y: Sequence[str] = (),
+                   title: str = ""):
+  """One panel per metrics.csv column in `names`, stacked on a shared env-step axis: a plain
+  run's members as thin lines with their mean (thick, drawn where every member has a
+  value), a sweep's settings as the mean over their seeds with a min-max band. Columns in
+  `log_y` get a logarithmic y axis (a loss that grows by orders of magnitude). ValueError,
+  before drawing anything, for a column the file does not have (naming those it has) or a
+  `log_y` column that is not in `names`."""
+  have = columns(csv_path)
+  if not names:
+    raise ValueError("no column to draw: name one or more of " + ", ".join(have))
+  missing = [n for n in names if n not in have]
+  if missing:
+    raise ValueError(f"column(s) {', '.join(missing)} not in {csv_path}; its columns: "
+                     + ", ".join(have))
+  stray = [n for n in log_y if n not in names]
+  if stray:
+    raise ValueError(f"log scale for {', '.join(stray)}: not among the columns drawn "
+                     f"({', '.join(names)})")
+  sweep = "setting" in have
+  seeds = {}
+  if "seed" in have and not sweep:
+    with open(csv_path, newline="") as f:
+      seeds = {int(r["member"]): r["seed"] for r in csv.DictReader(f)}
+  fig, axes = plt.subplots(len(names), 1, sharex=True, squeeze=False, dpi=110,
+                           figsize=(7.5, 1.0 + 2.4 * len(names)))
+  for ax, name in zip(axes[:, 0], names):
+    if sweep:
+      groups = read_groups(csv_path, value=name)
+      for (label, (steps, mat)), c in zip(groups.items(),
+                                          plt.cm.tab10(np.arange(len(groups)) % 10)):
+        mean, lo, hi = _band(mat)
+        ax.fill_between(steps, lo, hi, color=c, alpha=0.15, lw=0)
+        ax.plot(steps, mean, color=c, lw=1.8, label=f"{label} ({len(mat)})")
+    else:
+      steps, curves = read_curves(csv_path, name)
+      for (m, y), c in zip(curves.items(), plt.cm.tab10(np.arange(len(curves)) % 10)):
+        label = f"member {m}" + (f" (seed {seeds[m]})" if m in seeds else "")
+        ax.plot(steps, y, lw=0.8, alpha=0.75, color=c, label=label)
+      if curves:
+        ax.plot(steps, _band(np.stack(list(curves.values())))[0], color="k", lw=2.0,
+                label=f"mean over {len(curves)}")
+    if name in log_y:
+      ax.set_yscale("log")
+    ax.set_ylabel(name, fontsize=8)
+    ax.grid(alpha=0.3)
+  axes[0, 0].legend(fontsize=7, loc="best", ncol=2 if len(axes[0, 0].lines) > 6 else 1)
+  axes[0, 0].set_title(title, fontsize=9)
+  axes[-1, 0].set_xlabel("env steps (per member)")
+  fig.tight_layout()
+  return fig
+
+
+def plot_metrics(csv_path: str, out_path: str, names: Sequence[str],
+                 log_y: Sequence[str] = (), title: str = "") -> None:
+  """metrics_figure as a PNG at `out_path`, atomically."""
+  fig = metrics_figure(csv_path, names, log_y, title)
+  try:
+    save(fig, out_path)
   finally:
     plt.close(fig)
 
