@@ -19,7 +19,7 @@ sac_jax's member with seed s sees. Training advances between evaluations by
 `model.learn(n, reset_num_timesteps=False)`, which continues the same episode and schedule.
 
 Outputs in --run_dir: metrics.csv (one row per seed and evaluation, the columns of an
-experiments.run metrics.csv that `experiments/reproduce.py: read_arm` reads: env_step,
+experiments.run metrics.csv that `experiments/claim_analysis.py: read_arm` reads: env_step,
 member (seed - first seed), seed, eval_return (mean over episodes), eval_return_std/min/max,
 eval_episodes, sps (training env steps per second since the last evaluation) and wall_time
 (seconds since that seed started)), and run.json (the peer's versions and the settings).

@@ -13,8 +13,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from experiments import claim_analysis
 from experiments import peer_learning as P
-from experiments import reproduce
 from sac_jax import envs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -67,7 +67,7 @@ def test_rows_and_the_evaluation_protocol(tmp_path):
                                              "wall_time"} <= set(rows[0])
   assert all(int(r["eval_episodes"]) == 3 for r in rows)
   # reproduce reads it as it reads an experiments.run metrics.csv.
-  steps, curves = reproduce.read_arm(str(tmp_path))
+  steps, curves = claim_analysis.read_arm(str(tmp_path))
   assert steps.tolist() == [10, 20, 25] and sorted(curves) == [100, 101]
   for s, m in models.items():
     # Training continues between evaluations (never restarts the model's counter).

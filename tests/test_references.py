@@ -6,6 +6,9 @@ import json
 import numpy as np
 import pytest
 
+from experiments import claim_analysis
+from experiments import claim_report
+from experiments import claims
 from experiments import references
 from experiments import reproduce
 
@@ -21,7 +24,7 @@ def test_the_stored_zero_action_returns_are_what_the_envs_give(task):
 
 
 def test_the_reference_envs_are_the_task_flagfiles_envs():
-  assert set(reproduce.TASKS) <= set(references.ENV_IDS)
+  assert set(claims.TASKS) <= set(references.ENV_IDS)
   for task in references.ENV_IDS:
     assert references.ENV_IDS[task] == reproduce._task_flag(task, "env_id"), task
 
@@ -37,16 +40,16 @@ def test_the_measure_is_per_episode_and_refuses_bad_input():
 
 
 def _synthetic(claim, tasks):
-  arms = reproduce.plan(claim, tasks)
+  arms = claims.plan(claim, tasks)
   steps = np.arange(1, 6) * 5000
   curves = {100 + i: np.linspace(0, 2000, 5) + 10 * i for i in range(5)}
-  data = {reproduce._key(a): (steps, curves) for a in arms}
-  return arms, data, reproduce.analyze(claim, arms, data, "cpu")
+  data = {claims.key(a): (steps, curves) for a in arms}
+  return arms, data, claim_analysis.analyze(claim, arms, data, "cpu")
 
 
 def test_outputs_name_and_draw_the_floor_on_each_task(tmp_path):
   arms, data, result = _synthetic("sac_vs_ddpg", ("hopper", "ant"))
-  reproduce.write_outputs(str(tmp_path), "sac_vs_ddpg", arms, data, result, ["cmd"])
+  claim_report.write_outputs(str(tmp_path), "sac_vs_ddpg", arms, data, result, ["cmd"])
   v = json.loads((tmp_path / "verdict.json").read_text())
   assert sorted(v["zero_action"]) == ["ant", "hopper"]
   assert v["zero_action"]["ant"]["mean"] == references.ZERO_ACTION["ant"][0] == 994.0
@@ -54,7 +57,7 @@ def test_outputs_name_and_draw_the_floor_on_each_task(tmp_path):
   table = (tmp_path / "table.md").read_text()
   assert "scores Hopper-v5 130 ± 18, Ant-v5 994 ± 4." in table
   result = dict(result, zero_action=v["zero_action"])
-  fig = reproduce.figure("sac_vs_ddpg", arms, data, result)
+  fig = claim_report.figure("sac_vs_ddpg", arms, data, result)
   floors = {}
   for ax in fig.axes:
     lines = [l for l in ax.get_lines() if l.get_label().startswith("zero action")]
@@ -66,15 +69,15 @@ def test_outputs_name_and_draw_the_floor_on_each_task(tmp_path):
 
 def test_the_tasks_figure_draws_the_bar_and_a_single_task_claim_its_floor():
   arms, data, result = _synthetic("tasks", ("walker2d",))
-  result = dict(result, zero_action=reproduce.zero_action_refs(arms))
-  ax, = reproduce.figure("tasks", arms, data, result).axes
+  result = dict(result, zero_action=claim_report.zero_action_refs(arms))
+  ax, = claim_report.figure("tasks", arms, data, result).axes
   labels = {l.get_label(): float(l.get_ydata()[0]) for l in ax.get_lines()
             if not l.get_label().startswith("_")}
   assert labels["the bar: 1,000"] == 1000.0
   assert labels["zero action (does nothing): 95"] == 94.8
   # hard: one panel, no task name as its title; HalfCheetah's floor (0) is drawn there too.
   arms, data, result = _synthetic("hard", ())
-  result = dict(result, zero_action=reproduce.zero_action_refs(arms))
-  ax, = reproduce.figure("hard", arms, data, result).axes
+  result = dict(result, zero_action=claim_report.zero_action_refs(arms))
+  ax, = claim_report.figure("hard", arms, data, result).axes
   assert [l.get_label() for l in ax.get_lines() if "zero action" in l.get_label()] == [
       "zero action (does nothing): 0"]

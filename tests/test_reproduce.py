@@ -11,6 +11,9 @@ import sys
 import numpy as np
 import pytest
 
+from experiments import claim_analysis
+from experiments import claim_report
+from experiments import claims
 from experiments import reproduce
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -151,9 +154,9 @@ TIGHT = [-2., -1, 0, 1, 2]
     ((900, [-400., -200, 0, 200, 400]), (1000, TIGHT), "inconclusive at this budget"),
 ])
 def test_parity_verdicts_on_known_answers(ours, peer, verdict):
-  arms = reproduce.plan("parity", ("hopper",))
+  arms = claims.plan("parity", ("hopper",))
   assert [a.run.runner for a in arms] == ["experiments.run", "experiments.peer_learning"]
-  r = reproduce.analyze("parity", arms, _parity(*ours, *peer), "cpu")
+  r = claim_analysis.analyze("parity", arms, _parity(*ours, *peer), "cpu")
   assert [p["verdict"] for p in r["parts"]] == [verdict, verdict] and r["verdict"] == verdict
   final, auc = r["parts"]
   # effect: peer - ours; the margin: 15% of the peer's mean (final 0.8 and AUC 0.6 level).
@@ -166,19 +169,19 @@ def test_parity_verdicts_on_known_answers(ours, peer, verdict):
 def test_parity_parts_per_task_and_the_run_commands():
   data = {**_parity(1000, TIGHT, 1000, [3., -3, 1, -1, 0], "halfcheetah"),
           **_parity(500, TIGHT, 1000, TIGHT, "hopper")}
-  r = reproduce.analyze("parity", reproduce.plan("parity", ("halfcheetah", "hopper")), data,
-                        "cpu")
+  r = claim_analysis.analyze("parity", claims.plan("parity", ("halfcheetah", "hopper")), data,
+                             "cpu")
   assert [(p["part"].split(":")[0], p["verdict"]) for p in r["parts"]] == [
       ("halfcheetah", "holds"), ("halfcheetah", "holds"),
       ("hopper", "does not hold"), ("hopper", "does not hold")]
   assert r["verdict"] == "does not hold"
-  ours, peer = (a.run for a in reproduce.plan("parity", ("halfcheetah",)))
+  ours, peer = (a.run for a in claims.plan("parity", ("halfcheetah",)))
   cpu = reproduce.run_flags("cpu", peer, 100, 5, "/r/halfcheetah-sbx")
   assert cpu == ["--env_id=HalfCheetah-v5", "--seed=100", "--num_seeds=5",
                  "--run_dir=/r/halfcheetah-sbx", "--peer=sbx", "--total_env_steps=100000",
                  "--eval_every=5000", "--eval_episodes=5"]
   # Ours is the tasks claim's modern run, 100k steps like the peer's at the cpu budget.
-  assert ours == next(a.run for a in reproduce.plan("tasks", ("halfcheetah",))
+  assert ours == next(a.run for a in claims.plan("tasks", ("halfcheetah",))
                       if a.label == "modern")
   mine = reproduce.run_flags("cpu", ours, 100, 5, "/r/halfcheetah-modern")
   assert "--flagfile=experiments/flags/modern.flags" in mine
@@ -191,7 +194,7 @@ def test_arm_statistics_follow_the_metrics(tmp_path):
   """analyze() reads final = mean of the last 3 evaluations per seed, max = best."""
   steps = np.arange(1, 6) * 5000
   curves = {100: np.array([0., 1, 2, 3, 4]), 101: np.array([10., 20, 30, 40, 50])}
-  arms = reproduce.plan("grad_steps")
+  arms = claims.plan("grad_steps")
   assert [a.label for a in arms] == ["G=1", "G=4", "G=16"]
   data = {a.label: (steps, {s: c + 100 * i for s, c in curves.items()})
           for i, a in enumerate(arms)}
@@ -201,7 +204,7 @@ def test_arm_statistics_follow_the_metrics(tmp_path):
   long = np.arange(1, 8) * 5000
   data["G=1"] = (long, {100: np.array([0., 1, 2, 3, 4, 99, 99]),
                         101: np.array([10., 20, 30, 40, np.nan, 99, 99])})
-  r = reproduce.analyze("grad_steps", arms, data, "cpu")
+  r = claim_analysis.analyze("grad_steps", arms, data, "cpu")
   assert r["arms"]["G=1"]["final"] == [(4 + 99 + 99) / 3, (40 + 99 + 99) / 3]
   assert r["arms"]["G=1"]["env_steps"] == 35000
   assert r["arms"]["G=16"]["max"] == [204.0, 250.0]
@@ -217,16 +220,16 @@ def test_figure_draws_seeds_and_bands_only_for_a_few_arms():
   panel of more draws the means alone (the bands of nine arms hide one another)."""
   import matplotlib.collections as mc
   steps = np.arange(1, 5) * 5000
-  few, many = reproduce.DETAILED_ARMS, reproduce.DETAILED_ARMS + 1
-  arms = ([reproduce.Arm(f"a{i}", reproduce.Run(f"a{i}", "hopper"), "hopper")
+  few, many = claim_report.DETAILED_ARMS, claim_report.DETAILED_ARMS + 1
+  arms = ([claims.Arm(f"a{i}", claims.Run(f"a{i}", "hopper"), "hopper")
            for i in range(few)] +
-          [reproduce.Arm(f"b{i}", reproduce.Run(f"b{i}", "walker2d"), "walker2d")
+          [claims.Arm(f"b{i}", claims.Run(f"b{i}", "walker2d"), "walker2d")
            for i in range(many)])
-  data = {reproduce._key(a): (steps, {100: steps * 0.1 + i, 101: steps * 0.2 + i})
+  data = {claims.key(a): (steps, {100: steps * 0.1 + i, 101: steps * 0.2 + i})
           for i, a in enumerate(arms)}
   result = dict(budget="cpu", verdict="holds",
-                arms={reproduce._key(a): dict(final_mean=1.0) for a in arms})
-  fig = reproduce.figure("settings", arms, data, result)
+                arms={claims.key(a): dict(final_mean=1.0) for a in arms})
+  fig = claim_report.figure("settings", arms, data, result)
   left, right = fig.axes[:2]
   bands = lambda ax: sum(isinstance(c, mc.PolyCollection) for c in ax.collections)
   assert (bands(left), len(left.lines)) == (few, few * 3)      # 2 seeds + the mean each
@@ -244,7 +247,7 @@ def test_figure_draws_seeds_and_bands_only_for_a_few_arms():
     ("paper", "halfcheetah", "long", 3_000_000, 100_000),  # capped: a kill loses <= 100k
 ])
 def test_runs_checkpoint_every_tenth_at_most_every_100k(budget, task, length, steps, every):
-  argv = reproduce.run_flags(budget, reproduce.Run(f"{task}-x", task, (), length), 100, 5,
+  argv = reproduce.run_flags(budget, claims.Run(f"{task}-x", task, (), length), 100, 5,
                              "/r")
   assert f"--total_env_steps={steps}" in argv
   assert f"--checkpoint_every={every}" in argv
@@ -255,8 +258,8 @@ def test_grad_steps_on_other_tasks_is_one_panel_per_task():
   """--tasks carries grad_steps past HalfCheetah: on Walker2d G = 1 (the tasks claim's run)
   against G = 4 at the long length, its own panel and parts; HalfCheetah alone keeps the
   unnamed panel and G = 16."""
-  assert reproduce.CLAIM_TASKS["grad_steps"] == ("halfcheetah",)
-  arms = reproduce.plan("grad_steps", ("halfcheetah", "walker2d"))
+  assert claims.CLAIM_TASKS["grad_steps"] == ("halfcheetah",)
+  arms = claims.plan("grad_steps", ("halfcheetah", "walker2d"))
   assert [(a.panel, a.label, a.run.name) for a in arms] == [
       ("halfcheetah", "G=1", "halfcheetah-paper"), ("halfcheetah", "G=4", "halfcheetah-G4"),
       ("halfcheetah", "G=16", "halfcheetah-G16"), ("walker2d", "G=1", "walker2d-paper"),
@@ -272,20 +275,20 @@ def test_grad_steps_on_other_tasks_is_one_panel_per_task():
   high = {100 + i: np.linspace(0, 1200, 6) + 10 * i for i in range(5)}
   walker = [a for a in arms if a.panel == "walker2d"]
   data = {"walker2d/G=1": (steps, low), "walker2d/G=4": (steps, high)}
-  r = reproduce.analyze("grad_steps", walker, data, "cpu")
+  r = claim_analysis.analyze("grad_steps", walker, data, "cpu")
   assert [p["part"] for p in r["parts"]] == ["walker2d: G=4 final > G=1 final"]
   assert r["parts"][0]["verdict"] == "holds" and r["parts"][0]["env_steps"] == 300_000
   # Reversed: G = 4 lower; the part does not hold.
-  r = reproduce.analyze("grad_steps", walker, {"walker2d/G=1": (steps, high),
-                                               "walker2d/G=4": (steps, low)}, "cpu")
+  r = claim_analysis.analyze("grad_steps", walker, {"walker2d/G=1": (steps, high),
+                                                    "walker2d/G=4": (steps, low)}, "cpu")
   assert r["parts"][0]["verdict"] == "does not hold"
   # Both tasks: each panel's arms compared among themselves, never across panels.
   data.update({f"halfcheetah/{g}": (steps, high) for g in ("G=1", "G=4", "G=16")})
-  r = reproduce.analyze("grad_steps", arms, data, "cpu")
+  r = claim_analysis.analyze("grad_steps", arms, data, "cpu")
   assert [p["part"] for p in r["parts"]] == [
       "halfcheetah: G=4 final > G=1 final", "halfcheetah: G=16 final > G=4 final",
       "walker2d: G=4 final > G=1 final"]
-  assert [a.panel for a in reproduce.plan("grad_steps")] == ["", "", ""]
+  assert [a.panel for a in claims.plan("grad_steps")] == ["", "", ""]
 
 
 def test_bad_input_is_one_clear_line(tmp_path):
@@ -306,27 +309,27 @@ def test_bad_input_is_one_clear_line(tmp_path):
           "hopper-sbx: run" in res.stderr), res.stderr
 
 
-@pytest.mark.parametrize("claim", reproduce.CLAIMS)
+@pytest.mark.parametrize("claim", claims.CLAIMS)
 def test_a_subset_of_arms_gets_the_parts_it_can(claim):
   """--arms may pick any subset: analyze() tests the parts whose arms are all there and
   never reaches a verdict from a part it cannot test."""
-  arms = reproduce.plan(claim, ("halfcheetah", "hopper"),
-                        ("tau=0.005", "lr=1e-4") if claim == "settings" else ())
+  arms = claims.plan(claim, ("halfcheetah", "hopper"),
+                     ("tau=0.005", "lr=1e-4") if claim == "settings" else ())
   steps = np.arange(1, 5) * 5000
   rng = np.random.default_rng(0)
-  data = {reproduce._key(a): (steps, {s: rng.normal(100 * i, 10, 4) for s in (100, 101, 102)})
+  data = {claims.key(a): (steps, {s: rng.normal(100 * i, 10, 4) for s in (100, 101, 102)})
           for i, a in enumerate(arms)}
-  full = [p["part"] for p in reproduce.analyze(claim, arms, data, "cpu")["parts"]]
+  full = [p["part"] for p in claim_analysis.analyze(claim, arms, data, "cpu")["parts"]]
   assert full
   for a in arms:
-    r = reproduce.analyze(claim, [a], data, "cpu")
+    r = claim_analysis.analyze(claim, [a], data, "cpu")
     if claim == "tasks" and a.label == "paper":   # its bar needs no other arm
       assert [p["part"] for p in r["parts"]] == [f"{a.panel}: paper config mean final "
-                                                 f">= {reproduce.THRESHOLDS[a.panel]:g}"]
+                                                 f">= {claims.THRESHOLDS[a.panel]:g}"]
       continue
     if claim == "settings":   # every arm's bar needs no other arm
       assert [p["part"] for p in r["parts"]] == [
-          f"{a.panel}: {a.label} mean final >= {reproduce.THRESHOLDS[a.panel]:g}"]
+          f"{a.panel}: {a.label} mean final >= {claims.THRESHOLDS[a.panel]:g}"]
       if a.label == "default":   # no variant: the search has not been made
         assert r["verdict"] == "inconclusive at this budget" and "no --setting" in r["note"]
       continue
@@ -335,9 +338,20 @@ def test_a_subset_of_arms_gets_the_parts_it_can(claim):
   if claim == "components":   # its parts are relative to the best arm there is
     return
   # Without the last arm: a strict subset of the parts, in the same order.
-  parts = [p["part"] for p in reproduce.analyze(claim, arms[:-1], data, "cpu")["parts"]]
+  parts = [p["part"] for p in claim_analysis.analyze(claim, arms[:-1], data, "cpu")["parts"]]
   assert [p for p in full if p in parts] == parts, (claim, parts)
   assert claim == "tasks" or parts != full   # tasks' modern arm is in no part
+
+
+def test_every_claim_has_its_rule_and_no_other_is_analyzed():
+  """A claim in claims.CLAIMS without a rule in claim_analysis (or a rule for a claim the
+  CLI does not offer) fails here, not in a user's run; an unknown claim is refused by name."""
+  assert sorted(claim_analysis.RULES) == sorted(claims.CLAIMS)
+  arms = claims.plan("hard")
+  data = {claims.key(a): (np.arange(1, 4) * 5000, {100: np.ones(3), 101: np.ones(3)})
+          for a in arms}
+  with pytest.raises(ValueError, match="claim='bogus': must be one of"):
+    claim_analysis.analyze("bogus", arms, data, "cpu")
 
 
 def _metrics(run_dir, rows):
@@ -354,7 +368,7 @@ def test_status_says_where_each_run_stands(tmp_path):
   under way with the checkpoint a rerun resumes from, trained with fewer seeds, not
   started; the peer's seeds one after another, each with or without its checkpoint."""
   base = tmp_path / "smoke"
-  hard = reproduce.plan("hard")
+  hard = claims.plan("hard")
   soft_run, hard_run = hard[0].run, hard[1].run
   _metrics(base / soft_run.name, [(s, t) for s in (100, 101) for t in (100, 200, 300)])
   _metrics(base / hard_run.name, [(s, t) for s in (100, 101) for t in (100, 200)]
@@ -368,17 +382,17 @@ def test_status_says_where_each_run_stands(tmp_path):
   st = reproduce.run_status(soft_run, str(base / soft_run.name), "smoke", 100, 2)
   assert st["state"] == "complete" and st["complete"] == [100, 101]
   # Trained with 1 seed where the claim asks 2.
-  k1 = reproduce.Run("halfcheetah-K1", "halfcheetah")
+  k1 = claims.Run("halfcheetah-K1", "halfcheetah")
   _metrics(base / k1.name, [(100, t) for t in (100, 200, 300)])
   line = reproduce.format_status(reproduce.run_status(k1, str(base / k1.name), "smoke",
                                                       100, 2))
   assert "partial" in line and "seeds 101 are not in this run" in line
   assert "--seeds=1" in line
   assert "not started 0 / 300" in reproduce.format_status(reproduce.run_status(
-      reproduce.Run("halfcheetah-K8", "halfcheetah"), str(base / "none"), "smoke", 100, 2))
+      claims.Run("halfcheetah-K8", "halfcheetah"), str(base / "none"), "smoke", 100, 2))
   # The peer: seed 100 complete, 101 part way with its checkpoint, 102 part way without.
-  sbx = reproduce.plan("parity", ["hopper"])[1].run
-  assert sbx.runner == reproduce.PEER_RUNNER
+  sbx = claims.plan("parity", ["hopper"])[1].run
+  assert sbx.runner == claims.PEER_RUNNER
   _metrics(base / sbx.name, [(100, t) for t in (100, 200, 300)] + [(101, 100), (101, 200),
                                                                    (102, 100)])
   os.makedirs(base / sbx.name / "checkpoints")
@@ -405,7 +419,7 @@ def test_up_to_cuts_every_curve_and_an_interim_reading_says_so(tmp_path):
   marks the analysis interim (verdict.json, table, figure) unless the cut lies within what
   the run has reached; a bad --up_to is one line."""
   base = tmp_path / "smoke"
-  soft_run, hard_run = (a.run for a in reproduce.plan("hard"))
+  soft_run, hard_run = (a.run for a in claims.plan("hard"))
 
   def metrics(run_dir, steps, scale):
     os.makedirs(run_dir)
@@ -448,9 +462,9 @@ def test_up_to_cuts_every_curve_and_an_interim_reading_says_so(tmp_path):
   assert [i["run"] for i in r["interim"]] == [hard_run.name]
   assert f"Ending before it: {hard_run.name} at 200." in r["note"]
   assert r["arms"]["soft (alpha=1)"]["env_steps"] == 200
-  fig = reproduce.figure("hard", reproduce.plan("hard"), {
-      reproduce._key(a): (np.array([100, 200]), {100: np.array([1., 2])})
-      for a in reproduce.plan("hard")}, r)
+  fig = claim_report.figure("hard", claims.plan("hard"), {
+      claims.key(a): (np.array([100, 200]), {100: np.array([1., 2])})
+      for a in claims.plan("hard")}, r)
   assert "up to 250 env steps, INTERIM: runs under way" in fig._suptitle.get_text()
   import matplotlib.pyplot as plt
   plt.close(fig)
@@ -471,7 +485,7 @@ def test_tasks_arms_keep_their_own_horizons():
   paper = {100 + i: np.array([0., 1000, 2000, 3000, 4000]) + i for i in range(3)}
   modern = {100 + i: np.array([0., 500, 900]) + i for i in range(3)}
   data = {"halfcheetah/paper": (steps, paper), "halfcheetah/modern": (steps[:3], modern)}
-  r = reproduce.analyze("tasks", reproduce.plan("tasks", ("halfcheetah",)), data, "cpu")
+  r = claim_analysis.analyze("tasks", claims.plan("tasks", ("halfcheetah",)), data, "cpu")
   assert r["arms"]["halfcheetah/paper"]["env_steps"] == 25000
   assert r["arms"]["halfcheetah/paper"]["final_mean"] == pytest.approx(3001.0)
   assert r["arms"]["halfcheetah/modern"]["env_steps"] == 15000
@@ -480,34 +494,34 @@ def test_tasks_arms_keep_their_own_horizons():
   assert {s["env_steps"] for s in side.values()} == {15000}
   assert side["paper"]["final_mean"] == pytest.approx(1001.0)   # (0 + 1000 + 2000) / 3 + 1
   assert side["modern"]["final_mean"] == pytest.approx(467.6667, abs=1e-3)
-  table = reproduce.table_markdown(r)
+  table = claim_report.table_markdown(r)
   assert "| halfcheetah paper | 3 | 15,000 | 1,001 ± 1 | 1,000, 1,001, 1,002 |" in table
   # One arm alone: nothing to set beside it.
-  one = reproduce.analyze("tasks", reproduce.plan("tasks", ("halfcheetah",))[:1],
-                          {"halfcheetah/paper": (steps, paper)}, "cpu")
-  assert one["side_by_side"] == [] and "Side by side" not in reproduce.table_markdown(one)
+  one = claim_analysis.analyze("tasks", claims.plan("tasks", ("halfcheetah",))[:1],
+                               {"halfcheetah/paper": (steps, paper)}, "cpu")
+  assert one["side_by_side"] == [] and "Side by side" not in claim_report.table_markdown(one)
   # A comparative claim whose arms end apart (overlap: synchronous 25k, overlap 15k) sets
   # them side by side at 15k too, so the arms table's 25k is not read against 15k.
-  over = reproduce.analyze("overlap", reproduce.plan("overlap", ("halfcheetah",)),
-                           {"halfcheetah/synchronous": (steps, paper),
-                            "halfcheetah/overlap": (steps[:3], modern)}, "cpu")
+  over = claim_analysis.analyze("overlap", claims.plan("overlap", ("halfcheetah",)),
+                                {"halfcheetah/synchronous": (steps, paper),
+                                 "halfcheetah/overlap": (steps[:3], modern)}, "cpu")
   assert [(s["arm"], s["env_steps"]) for s in over["side_by_side"]] == [
       ("synchronous", 15000), ("overlap", 15000)]
-  assert "| halfcheetah synchronous | 3 | 15,000 | 1,001 ± 1 |" in reproduce.table_markdown(
-      over)
+  assert ("| halfcheetah synchronous | 3 | 15,000 | 1,001 ± 1 |"
+          in claim_report.table_markdown(over))
   # Arms that end together need no second table; an unnamed panel's rows have no prefix.
-  hard = reproduce.plan("hard")
-  same = reproduce.analyze("hard", hard, {reproduce._key(a): (steps, paper) for a in hard},
-                           "cpu")
-  assert same["side_by_side"] == [] and "Side by side" not in reproduce.table_markdown(same)
-  g = reproduce.plan("grad_steps")
-  apart = reproduce.analyze("grad_steps", g, {"G=1": (steps, paper), "G=4": (
+  hard = claims.plan("hard")
+  same = claim_analysis.analyze("hard", hard, {claims.key(a): (steps, paper) for a in hard},
+                                "cpu")
+  assert same["side_by_side"] == [] and "Side by side" not in claim_report.table_markdown(same)
+  g = claims.plan("grad_steps")
+  apart = claim_analysis.analyze("grad_steps", g, {"G=1": (steps, paper), "G=4": (
       steps[:3], modern), "G=16": (steps[:3], modern)}, "cpu")
-  assert "| G=1 | 3 | 15,000 | 1,001 ± 1 |" in reproduce.table_markdown(apart)
-  arms = reproduce.plan("parity", ("halfcheetah",))
+  assert "| G=1 | 3 | 15,000 | 1,001 ± 1 |" in claim_report.table_markdown(apart)
+  arms = claims.plan("parity", ("halfcheetah",))
   data = {"halfcheetah/sac_jax modern": (steps, paper),
           "halfcheetah/stable-baselines-jax": (steps[:3], modern)}
-  r = reproduce.analyze("parity", arms, data, "cpu")
+  r = claim_analysis.analyze("parity", arms, data, "cpu")
   assert {a["env_steps"] for a in r["arms"].values()} == {25000, 15000}
   assert {p["env_steps"] for p in r["parts"]} == {15000}
 
@@ -523,10 +537,10 @@ def test_each_comparison_meets_at_its_own_pair_horizon():
           "halfcheetah/DDPG G=1": (long, {100 + i: flat + i for i in range(5)}),
           "halfcheetah/DDPG G=4": (short, {100 + i: flat[:2] + i for i in range(5)}),
           "halfcheetah/SAC G=4": (short, {100 + i: flat[:2] + 50 + i for i in range(5)})}
-  arms = reproduce.plan("sac_vs_ddpg", ("halfcheetah",))
+  arms = claims.plan("sac_vs_ddpg", ("halfcheetah",))
   assert [a.run.name for a in arms if a.label == "SAC G=4"] == [
-      a.run.name for a in reproduce.plan("grad_steps") if a.label == "G=4"]
-  r = reproduce.analyze("sac_vs_ddpg", arms, data, "cpu")
+      a.run.name for a in claims.plan("grad_steps") if a.label == "G=4"]
+  r = claim_analysis.analyze("sac_vs_ddpg", arms, data, "cpu")
   parts = {p["part"]: p for p in r["parts"]}
   g1 = parts["halfcheetah: SAC final > DDPG G=1 final"]
   assert g1["env_steps"] == 300_000 and g1["verdict"] == "holds"
@@ -537,20 +551,20 @@ def test_each_comparison_meets_at_its_own_pair_horizon():
   assert equal["env_steps"] == 100_000 and equal["verdict"] == "holds"
   assert equal["means"] == pytest.approx([602.0, 552.0])
   assert r["arms"]["halfcheetah/SAC"]["env_steps"] == 300_000
-  table = reproduce.table_markdown(r)
+  table = claim_report.table_markdown(r)
   assert "| halfcheetah: SAC final > DDPG G=1 final | 300,000 | holds |" in table
 
 
 def _settings_data(finals_by_label, task="walker2d"):
   """Curves whose mean of the last 3 evaluations is each seed's given final."""
   labels = list(finals_by_label)
-  arms = reproduce.plan("settings", (task,), [x for x in labels if x != "default"])
+  arms = claims.plan("settings", (task,), [x for x in labels if x != "default"])
   steps = np.arange(1, 7) * 5000
   data = {}
   for a in arms:
     finals = finals_by_label[a.label]
-    data[reproduce._key(a)] = (steps, {100 + i: np.r_[np.zeros(3), np.full(3, f)]
-                                       for i, f in enumerate(finals)})
+    data[claims.key(a)] = (steps, {100 + i: np.r_[np.zeros(3), np.full(3, f)]
+                                   for i, f in enumerate(finals)})
   return arms, data
 
 
@@ -571,7 +585,7 @@ def test_settings_verdict_on_known_answers(variants, verdict):
   finals = {"default": [650, 700, 600, 680, 720],
             **{names[k]: v for k, v in variants.items()}}
   arms, data = _settings_data(finals)
-  r = reproduce.analyze("settings", arms, data, "cpu")
+  r = claim_analysis.analyze("settings", arms, data, "cpu")
   assert r["verdict"] == verdict, r
   parts = {p["part"]: p for p in r["parts"]}
   assert list(parts) == [
@@ -594,7 +608,7 @@ def test_settings_verdict_on_known_answers(variants, verdict):
 def test_settings_runs_and_bad_settings():
   """A --setting is one flag after the task flagfile, its run named by it; what the
   budget's protocol sets, unknown names and refused values are one clear line each."""
-  arms = reproduce.plan("settings", ("walker2d",), ("tau=0.005", "hidden_sizes=256,256"))
+  arms = claims.plan("settings", ("walker2d",), ("tau=0.005", "hidden_sizes=256,256"))
   assert [(a.label, a.run.name, a.run.flags) for a in arms] == [
       ("default", "walker2d-paper", ()),
       ("tau=0.005", "walker2d-tau0.005", ("--tau=0.005",)),
@@ -610,25 +624,25 @@ def test_settings_runs_and_bad_settings():
                     ("policy_gradient=magic", "must be one of"),
                     ("auto_alpha=maybe", "must be True or False")):
     with pytest.raises(ValueError) as e:
-      reproduce.plan("settings", ("walker2d",), (bad,))
+      claims.plan("settings", ("walker2d",), (bad,))
     assert says in str(e.value) and f"--setting={bad}" in str(e.value), (bad, e.value)
   # Values parse as experiments.run's flags do: a bool flag takes false, lists split.
-  assert reproduce.plan("settings", ("walker2d",), ("auto_alpha=false",))[1].run.flags == (
+  assert claims.plan("settings", ("walker2d",), ("auto_alpha=false",))[1].run.flags == (
       "--auto_alpha=false",)
   with pytest.raises(ValueError, match="twice"):
-    reproduce.plan("settings", ("walker2d",), ("tau=0.005", "tau=0.005"))
+    claims.plan("settings", ("walker2d",), ("tau=0.005", "tau=0.005"))
 
 
 def test_untested_names_what_a_subset_drops():
   """--tasks dropping a claim's own task and --arms dropping an arm are said; the settings
   claim has no tasks of its own, so searching on another task drops nothing."""
-  planned = reproduce.plan("grad_steps")
+  planned = claims.plan("grad_steps")
   assert reproduce.untested("grad_steps", None, planned, planned) == []
   assert reproduce.untested("sac_vs_ddpg", ("hopper",), planned, planned) == [
       "tasks halfcheetah, walker2d, ant"]
   assert reproduce.untested("grad_steps", ("halfcheetah",), planned, planned[1:]) == [
       "arms G=1"]
-  hop = reproduce.plan("settings", ("hopper",), ("obs_transform=symlog",))
+  hop = claims.plan("settings", ("hopper",), ("obs_transform=symlog",))
   assert reproduce.untested("settings", ("hopper",), hop, hop) == []
   assert reproduce.untested("settings", ("hopper",), hop, hop[:1]) == [
       "arms hopper obs_transform=symlog"]

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from experiments import claims
 from experiments import reproduce
 from experiments import run_archive as A
 
@@ -165,7 +166,7 @@ def test_more_seeds_for_an_arm_join_its_archived_run(tmp_path):
 def _archive_claim(archive, claim, seeds=(100, 101)):
   """Archive every run of a claim at the smoke budget with synthetic curves (arm i: level
   1000 * (i + 1)) and the configuration its command has now."""
-  arms = reproduce.plan(claim)
+  arms = claims.plan(claim)
   for i, a in enumerate(arms):
     argv = reproduce.run_flags("smoke", a.run, 100, len(seeds), "/elsewhere/" + a.run.name)
     A.write(os.path.join(archive, "smoke"), a.run.name, a.run.runner,
@@ -224,8 +225,8 @@ def test_archive_dir_defaults():
 def test_committed_archive_is_consistent():
   """Every archived run in docs/reproduction/runs: its seeds complete at its target, and
   its configuration the one its claim's command has today (else it is stale and unused)."""
-  runs = {a.run.name: a.run for c in reproduce.CLAIMS
-          for a in reproduce.plan(c, reproduce.TASKS)}
+  runs = {a.run.name: a.run for c in claims.CLAIMS
+          for a in claims.plan(c, claims.TASKS)}
   for budget in ("cpu", "paper"):
     d = os.path.join(reproduce.ARCHIVE, budget)
     for name in sorted(os.listdir(d)) if os.path.isdir(d) else ():
@@ -238,8 +239,8 @@ def test_committed_archive_is_consistent():
         words = meta["command"].split()[3:]
         task = os.path.basename(words[0].split("=", 1)[1]).removesuffix(".flags")
         setting = words[1].removeprefix("--")
-        runs.update((a.run.name, a.run) for a in reproduce.plan("settings", (task,),
-                                                                (setting,)))
+        runs.update((a.run.name, a.run) for a in claims.plan("settings", (task,),
+                                                             (setting,)))
       run = runs[meta["run"]]
       assert meta["target_env_steps"] == reproduce.target_steps(budget, run)
       argv = reproduce.run_flags(budget, run, meta["seeds"][0], len(meta["seeds"]), "/x")
