@@ -89,7 +89,9 @@ Every run is an `experiments.run` process (the parity claim's peer: an
 <runs_dir>/<budget>/<run>, so rerunning the same command resumes unfinished runs from their
 checkpoints and skips finished ones. Outputs in --out (default
 <runs_dir>/<budget>/claims/<claim>): figure.png, table.md, verdict.json, returns.csv (per
-seed: final, AUC, max) and curves.csv (every evaluation).
+seed: final, AUC, max) and curves.csv (every evaluation); and for each run read from its
+run directory (not from the archive) <run>/metrics.csv, the run's own, every column (the
+training metrics: `python -m experiments.plot <out>/<run> --metrics=train_q_loss,...`).
 
 `--up_to=N` analyzes every curve up to N env steps (a 3M task at 1M, where the TD3 paper's
 rerun reports). `--analyze_only` while a run is under way analyzes its evaluations so far:
@@ -113,6 +115,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -466,6 +469,14 @@ def main(argv):
     result["note"] = (result.get("note", "") + " The stable-baselines-jax arm is the "
                       "uniform-random stand-in of --peer=random.").strip()
   claim_report.write_outputs(out_dir, F.claim, arms, data, result, commands)
+  # A run read from its run directory, not the archive, keeps its whole metrics.csv (the
+  # training metrics too) in the outputs: the reading outlives the machine that trained it.
+  for r in runs:
+    if r not in sources:
+      kept = os.path.join(out_dir, os.path.basename(run_dirs[r]))
+      os.makedirs(kept, exist_ok=True)
+      shutil.copyfile(os.path.join(run_dirs[r], "metrics.csv"),
+                      os.path.join(kept, "metrics.csv"))
   print(f"[reproduce {F.claim}] {F.budget} budget: {result['verdict']}; see "
         f"{os.path.join(out_dir, 'table.md')}", flush=True)
   for p in result["parts"]:

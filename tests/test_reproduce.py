@@ -455,6 +455,10 @@ def test_up_to_cuts_every_curve_and_an_interim_reading_says_so(tmp_path):
   assert r["interim"] == [dict(run=hard_run.name, reached=200, target=300)]
   assert (f"Interim: run {hard_run.name} is under way, at 200 of 300 env steps"
           in (base / "claims" / "hard" / "table.md").read_text())
+  # Each run read from its run directory keeps its whole metrics.csv in the outputs.
+  for run in (soft_run, hard_run):
+    assert ((base / "claims" / "hard" / run.name / "metrics.csv").read_text()
+            == (base / run.name / "metrics.csv").read_text())
   # A cut beyond a run under way: interim, and the run that ends before it is named.
   res = _reproduce(tmp_path, "--claim=hard", "--analyze_only", "--up_to=250")
   assert res.returncode == 0, res.stderr

@@ -185,6 +185,9 @@ def test_reproduce_reads_archived_runs_instead_of_training(tmp_path):
   assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
   assert res.stdout.count("complete in the archive") == 2, res.stdout
   assert not (runs / "smoke" / "halfcheetah-paper").exists()
+  # An archived run has no run directory to keep a metrics.csv from.
+  assert sorted(os.listdir(tmp_path / "o")) == [
+      "curves.csv", "figure.png", "returns.csv", "table.md", "verdict.json"]
   result = json.loads((tmp_path / "o" / "verdict.json").read_text())
   finals = {a["run"]: a["final"] for a in result["arms"].values()}
   # final = mean of the last 3 evaluations: level + seed + (1 + 2 + 3)
