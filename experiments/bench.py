@@ -41,7 +41,9 @@ import subprocess
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
+
+from experiments import cli
 
 FLAGS = flags.FLAGS
 
@@ -743,16 +745,16 @@ def main(argv):
 
   for name in FLAGS.configs:
     if name not in CONFIGS:
-      raise app.UsageError(f"--configs: {name!r} is not one of {sorted(CONFIGS)}")
+      raise cli.UsageError(f"--configs: {name!r} is not one of {sorted(CONFIGS)}")
   longest = max(every for every, _ in PROTOCOLS.values())
   if FLAGS.reporting and FLAGS.reporting_steps < 2 * longest:
-    raise app.UsageError(f"--reporting_steps={FLAGS.reporting_steps}: must be >= "
+    raise cli.UsageError(f"--reporting_steps={FLAGS.reporting_steps}: must be >= "
                          f"{2 * longest} (two evaluations of every protocol)")
   loops = list(dict.fromkeys(FLAGS.loops))
   if not loops or set(loops) - {"sync", "overlap"}:
-    raise app.UsageError(f"--loops={','.join(FLAGS.loops)}: must be sync, overlap or both")
+    raise cli.UsageError(f"--loops={','.join(FLAGS.loops)}: must be sync, overlap or both")
   if FLAGS.rounds < 1:
-    raise app.UsageError(f"--rounds={FLAGS.rounds}: must be >= 1")
+    raise cli.UsageError(f"--rounds={FLAGS.rounds}: must be >= 1")
   update_members = [int(m) for m in FLAGS.update_members]
   members = [int(m) for m in FLAGS.members]
   warmup, measure, repeats = FLAGS.warmup_steps, FLAGS.measure_steps, FLAGS.update_repeats
@@ -851,4 +853,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

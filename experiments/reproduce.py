@@ -121,12 +121,12 @@ import sys
 import time
 from typing import Sequence
 
-from absl import app
 from absl import flags
 
 from experiments import claim_analysis
 from experiments import claim_report
 from experiments import claims
+from experiments import cli
 from experiments import run_archive
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -360,36 +360,36 @@ def _ranges(seeds: Sequence[int]) -> str:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected argument(s) {argv[1:]}")
+    raise cli.UsageError(f"unexpected argument(s) {argv[1:]}")
   F = flags.FLAGS
   if F.claim is None and not F.status:
-    raise app.UsageError(f"--claim is required: one of {', '.join(claims.CLAIMS)}")
+    raise cli.UsageError(f"--claim is required: one of {', '.join(claims.CLAIMS)}")
   names = [F.claim] if F.claim else list(claims.CLAIMS)
   if F.claim == "settings" and not F.setting:
-    raise app.UsageError("--claim=settings needs one --setting=NAME=VALUE per arm, e.g. "
+    raise cli.UsageError("--claim=settings needs one --setting=NAME=VALUE per arm, e.g. "
                          "--setting=tau=0.005 --setting=batch_size=256")
   if F.setting and F.claim != "settings":
-    raise app.UsageError(f"--setting={F.setting[0]}: only --claim=settings takes "
+    raise cli.UsageError(f"--setting={F.setting[0]}: only --claim=settings takes "
                          "--setting")
   try:
     arms = [a for c in names for a in claims.plan(
         c, F.tasks if F["tasks"].present else claims.CLAIM_TASKS.get(c, claims.TASKS),
         F.setting)]
   except ValueError as e:
-    raise app.UsageError(str(e)) from None
+    raise cli.UsageError(str(e)) from None
   planned = arms
   if F.arms:
     unknown = set(F.arms) - {a.label for a in arms}
     if unknown:
-      raise app.UsageError(f"--arms {sorted(unknown)}: this claim's arms are "
+      raise cli.UsageError(f"--arms {sorted(unknown)}: this claim's arms are "
                            f"{sorted({a.label for a in arms})}")
     arms = [a for a in arms if a.label in F.arms]
   left_out = untested(F.claim, F.tasks if F["tasks"].present else None, planned, arms)
   seeds = F.seeds or (2 if F.budget == "smoke" else SEEDS)
   if seeds < 2:
-    raise app.UsageError(f"--seeds={seeds}: a verdict needs 2 or more seeds per arm")
+    raise cli.UsageError(f"--seeds={seeds}: a verdict needs 2 or more seeds per arm")
   if F.up_to is not None and F.up_to <= 0:
-    raise app.UsageError(f"--up_to={F.up_to}: must be a positive number of env steps "
+    raise cli.UsageError(f"--up_to={F.up_to}: must be a positive number of env steps "
                          "(e.g. --up_to=1000000)")
   base = os.path.abspath(os.path.join(F.runs_dir, F.budget))
   out_dir = F.out or os.path.join(base, "claims", (F.claim or "") + (
@@ -446,7 +446,7 @@ def main(argv):
   missing = [os.path.basename(run_dirs[r]) for r in runs if r not in sources and
              not os.path.exists(os.path.join(run_dirs[r], "metrics.csv"))]
   if missing:
-    raise app.UsageError(
+    raise cli.UsageError(
         f"--analyze_only: no metrics.csv in {base} for run(s) {', '.join(missing)}: run "
         "the claim without --analyze_only, or leave those arms out with --arms/--tasks")
   data = {claims.key(a): claim_analysis.read_arm(sources.get(a.run, run_dirs[a.run]), want)
@@ -455,7 +455,7 @@ def main(argv):
           if len(data[claims.key(a)][0])}
   data = {k: claim_analysis.cut_at(*d, F.up_to) for k, d in data.items()}
   if F.up_to is not None and (empty := [k for k, d in data.items() if not len(d[0])]):
-    raise app.UsageError(f"--up_to={F.up_to}: arm(s) {', '.join(empty)} have no "
+    raise cli.UsageError(f"--up_to={F.up_to}: arm(s) {', '.join(empty)} have no "
                          f"evaluation at or before {F.up_to:,} env steps")
   result = claim_analysis.analyze(F.claim, arms, data, F.budget)
   claim_analysis.mark_cut_and_interim(result, F.up_to, claim_analysis.interim_runs(
@@ -485,4 +485,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -291,18 +291,25 @@ def test_grad_steps_on_other_tasks_is_one_panel_per_task():
   assert [a.panel for a in claims.plan("grad_steps")] == ["", "", ""]
 
 
+def _one_line(res):
+  """A refusal: exit status 2 and one line, `error: ...` (never the module's help, never a
+  traceback)."""
+  lines = res.stderr.strip().splitlines()
+  assert res.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), (
+      res.returncode, res.stderr[-3000:])
+  return lines[0]
+
+
 def test_bad_input_is_one_clear_line(tmp_path):
-  res = _reproduce(tmp_path, "--claim=nope")
+  res = _reproduce(tmp_path, "--claim=nope")   # absl's own flag check: its two lines
   assert res.returncode != 0 and ("tasks|sac_vs_ddpg|seeds|hard|grad_steps|components|"
                                   "mixture_gradients|overlap|parity") in res.stderr
-  res = _reproduce(tmp_path, "--claim=hard", "--seeds=1")
-  assert res.returncode != 0 and "--seeds=1" in res.stderr
-  res = _reproduce(tmp_path, "--claim=hard", "--arms=bogus")
-  assert res.returncode != 0 and "bogus" in res.stderr
+  assert "--seeds=1" in _one_line(_reproduce(tmp_path, "--claim=hard", "--seeds=1"))
+  assert "bogus" in _one_line(_reproduce(tmp_path, "--claim=hard", "--arms=bogus"))
+  assert "--claim is required" in _one_line(_reproduce(tmp_path))
   # Analyzing runs that were never started names them instead of a traceback.
   res = _reproduce(tmp_path, "--claim=hard", "--analyze_only")
-  assert res.returncode != 0 and "Traceback" not in res.stderr
-  assert "halfcheetah-paper, halfcheetah-hard" in res.stderr, res.stderr
+  assert "halfcheetah-paper, halfcheetah-hard" in _one_line(res)
   # parity's tasks default to HalfCheetah and Hopper (the others' to all four).
   res = _reproduce(tmp_path, "--claim=parity", "--analyze_only")
   assert ("run(s) halfcheetah-modern, halfcheetah-sbx, hopper-modern, "
