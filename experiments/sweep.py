@@ -29,7 +29,6 @@ point succeeded, 1 otherwise, 2 on bad input.
 
 from __future__ import annotations
 
-import datetime
 import itertools
 import json
 import os

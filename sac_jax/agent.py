@@ -151,6 +151,7 @@ class FreshAction(NamedTuple):
   u: jax.Array          # [B, d] pre-tanh sample, u ~ p(.|s) (or the reparameterized one)
   log_pi: jax.Array     # [B] log pi(tanh(u)|s)
   eps: Any              # the reparameterized loss's noise ([B, d] or [B, K, d]), or None
+  stats: losses.Metrics  # losses.policy_statistics of u and the policy's log stds
 
 
 def adam() -> optax.GradientTransformation:
@@ -283,7 +284,8 @@ class Agent:
     u = jax.lax.stop_gradient(u)
     log_pi = jax.lax.stop_gradient(
         gmm.squashed_log_prob(out.logits, out.means, out.log_stds, u, c.squash_correction))
-    return FreshAction(u=u, log_pi=log_pi, eps=eps)
+    return FreshAction(u=u, log_pi=log_pi, eps=eps,
+                       stats=losses.policy_statistics(jax.lax.stop_gradient(out.log_stds), u))
 
   def critic_gradients(self, state: TrainState, batch: replay.Transition,
                        key: chex.PRNGKey, fresh: FreshAction
@@ -391,7 +393,7 @@ class Agent:
       log_alpha, alpha_opt = apply_adam(a_grad, state.alpha_opt_state, state.log_alpha,
                                         h.lr_alpha)
       new = new._replace(log_alpha=log_alpha, alpha_opt_state=alpha_opt)
-    return new, {**metrics, **p_metrics}
+    return new, {**metrics, **p_metrics, **fresh.stats}
 
   def update(self, state: TrainState, num_steps: int) -> tuple[TrainState, losses.Metrics]:
     """`num_steps` gradient steps under lax.scan, each on a fresh uniform minibatch.

@@ -34,7 +34,7 @@ U(-3e-3, 3e-3), batch 64, replay 1e6. Where we differ, and why:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import chex
 import jax

@@ -74,6 +74,17 @@ def policy_regularizer(means: jax.Array, log_stds: jax.Array, reg: jax.Array) ->
   return reg * 0.5 * (jnp.mean(jnp.square(means)) + jnp.mean(jnp.square(log_stds)))
 
 
+def policy_statistics(log_stds: jax.Array, u: jax.Array) -> Metrics:
+  """Where the policy's mass lies, for diagnosis (no gradient flows from these).
+
+  abs_u: the mean |u| of the pre-tanh samples u [..., d]. Past |u| of about 3 the action
+  tanh(u) is within 0.5% of its bound, and the exact squash term -log(1 - tanh(u)^2) grows
+  as 2|u| - 2 log 2 per dimension: a mean far above 3 says the policy sits in the tails.
+  log_std: the mean of the log stds [..., K, d] over states, components and dimensions.
+  """
+  return {"abs_u": jnp.mean(jnp.abs(u)), "log_std": jnp.mean(log_stds)}
+
+
 def likelihood_ratio_policy_loss(
     policy_params: Params, policy_apply: Callable[..., Any],
     obs: jax.Array, u: jax.Array, q_pi: jax.Array, v: jax.Array, alpha: jax.Array,

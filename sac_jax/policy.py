@@ -31,7 +31,6 @@ import functools
 import json
 import os
 import warnings
-from typing import Any
 
 import jax
 import numpy as np

@@ -123,9 +123,18 @@ class MetricsCSV:
       text = text[:text.rfind("\n") + 1]
     reader = csv.DictReader(io.StringIO(text, newline=""))
     if check_header and reader.fieldnames not in (None, self.columns):
-      raise ValueError(f"{self.path} has columns {reader.fieldnames}, expected "
-                       f"{self.columns}")
+      if not self.older_header(reader.fieldnames):
+        raise ValueError(f"{self.path} has columns {reader.fieldnames}, expected "
+                         f"{self.columns}")
     return list(reader)
+
+  def older_header(self, found: Sequence[str]) -> bool:
+    """Whether `found` is this file's header less some training metrics (train_*) that a
+    later version added: its rows are kept, with those cells empty."""
+    missing = [c for c in self.columns if c not in found]
+    return (len(set(found)) == len(found) and bool(missing)
+            and all(c.startswith("train_") for c in missing)
+            and [c for c in self.columns if c in found] == list(found))
 
   def write(self, rows: Iterable[dict]) -> None:
     """Replaces the file with a header and `rows`, atomically."""
@@ -145,7 +154,8 @@ class MetricsCSV:
     """Keeps rows with env_step <= `env_step` (the checkpoint's); rewrites atomically.
 
     Returns the number of rows kept. A header that differs from `columns` is an error
-    (the run was started by a different version or flags).
+    (the run was started by a different version or flags), except one that lacks only
+    training metrics added since (older rows get empty cells there).
     """
     kept = [r for r in self.read(check_header=True) if int(r["env_step"]) <= env_step]
     self.write(kept)

@@ -370,6 +370,47 @@ def _ref_squash_terms(u):
   return np.log(sech2).sum(-1), np.log(sech2 + 1e-6).sum(-1)
 
 
+@pytest.mark.parametrize("policy_gradient, k", [
+    ("likelihood_ratio", 3), ("mixture_reparameterized", 2), ("reparameterized", 1)])
+def test_gradient_step_reports_where_the_policy_samples(policy_gradient, k):
+  """The step's metrics abs_u and log_std are the mean |u| of its fresh pre-tanh action
+  and the mean log std of the pre-update policy at the batch (float64, from the step's own
+  key), on a policy pushed into the tanh's tails (means at +-6 and +-9 by dimension), where
+  |u|, |mu| and |tanh(u)| differ."""
+  b = 16
+  ag = agent.Agent(agent.SACConfig(hidden_sizes=(16, 16), batch_size=b, buffer_size=64,
+                                   num_components=k, policy_gradient=policy_gradient),
+                   OBS, ACT)
+  state = ag.init(jax.random.PRNGKey(0))
+  pp = jax.tree.map(jnp.array, state.policy_params)
+  bias = pp["params"]["Dense_0"]["bias"]
+  shift = np.tile(np.array([6.0, -9.0]), k)
+  pp["params"]["Dense_0"]["bias"] = bias.at[k:k + k * ACT].add(shift)
+  pp["params"]["Dense_0"]["bias"] = pp["params"]["Dense_0"]["bias"].at[k + k * ACT:].add(
+      np.linspace(-1.0, 0.5, k * ACT))
+  state = state._replace(policy_params=pp)
+  rng = np.random.default_rng(3)
+  f32 = lambda x: jnp.asarray(x, jnp.float32)
+  batch = replay.Transition(f32(rng.normal(size=(b, OBS))), f32(rng.uniform(-1, 1, (b, ACT))),
+                            f32(rng.normal(size=b)), f32(rng.normal(size=(b, OBS))),
+                            f32(rng.uniform(size=b) < 0.3))
+  key = jax.random.PRNGKey(7)
+  metrics = jax.jit(ag.gradient_step)(state, batch, key)[1]
+  out = ag.nets.policy.apply(pp, batch.obs)
+  means, log_stds = np.asarray(out.means, np.float64), np.asarray(out.log_stds, np.float64)
+  if policy_gradient == "reparameterized":
+    eps = np.asarray(jax.random.normal(key, (b, ACT)), np.float64)
+    u = means[:, 0] + np.exp(log_stds[:, 0]) * eps
+  else:
+    k_sample = jax.random.split(key)[0] if policy_gradient == "mixture_reparameterized" else key
+    u = np.asarray(gmm.sample(k_sample, out.logits, out.means, out.log_stds), np.float64)
+  assert 5.0 < np.mean(np.abs(u)) < 10.0
+  chex.assert_shape([metrics["abs_u"], metrics["log_std"]], ())
+  np.testing.assert_allclose(np.float64(metrics["abs_u"]), np.mean(np.abs(u)), rtol=1e-5)
+  np.testing.assert_allclose(np.float64(metrics["log_std"]), np.mean(log_stds), rtol=1e-5,
+                             atol=1e-6)
+
+
 @pytest.mark.parametrize("policy_gradient, value_network, k", [
     ("likelihood_ratio", True, 3), ("mixture_reparameterized", True, 3),
     ("reparameterized", False, 1)])

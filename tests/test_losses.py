@@ -545,6 +545,19 @@ def test_policy_regularizer_matches_numpy(jit):
 
 
 @pytest.mark.parametrize("jit", [True, False])
+def test_policy_statistics_match_numpy(jit):
+  """abs_u = mean |u| over states and dimensions; log_std = mean over states, components
+  and dimensions."""
+  rng = np.random.default_rng(11)
+  u = rng.normal(0, 4, (8, 3)).astype(np.float32)
+  log_stds = rng.uniform(-5, 2, (8, 4, 3)).astype(np.float32)
+  out = maybe_jit(losses.policy_statistics, jit)(log_stds, u)
+  assert set(out) == {"abs_u", "log_std"}
+  chex.assert_trees_all_close(f64(out["abs_u"]), np.mean(np.abs(f64(u))), **TOL)
+  chex.assert_trees_all_close(f64(out["log_std"]), np.mean(f64(log_stds)), **TOL)
+
+
+@pytest.mark.parametrize("jit", [True, False])
 @pytest.mark.parametrize("log_pi_mean", [-3.0, 1.5])
 def test_temperature_loss_value_and_gradient_sign(log_pi_mean, jit):
   """J(alpha) = -mean(log_alpha (log pi + H)); alpha rises when the entropy is below target."""

@@ -16,8 +16,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from cli_util import cli
-from sac_jax import agent as agent_lib
-from sac_jax import ddpg, envs, learners, settings
+from sac_jax import ddpg, envs, learners
 from sac_jax import policy as policy_lib
 import sac_jax
 

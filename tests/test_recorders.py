@@ -180,6 +180,55 @@ def test_a_partial_last_line_of_metrics_csv_neither_crashes_nor_survives(finishe
   assert keys(read_rows(run_dir)) == [(s, m) for s in (100, 150, 200) for m in (0, 1)]
 
 
+def _rewrite_csv(path, keep):
+  """metrics.csv with only the columns `keep` says yes to (as an older version wrote it)."""
+  import csv
+  with open(path, newline="") as f:
+    rows = list(csv.reader(f))
+  cols = [i for i, c in enumerate(rows[0]) if keep(c)]
+  with open(path, "w", newline="") as f:
+    csv.writer(f, lineterminator="\n").writerows([[r[i] for i in cols] for r in rows])
+
+
+def test_a_run_from_before_a_training_metric_was_added_resumes(finished, tmp_path):
+  """A metrics.csv without training metrics added since (train_abs_u, train_log_std) is
+  kept on resume: its rows get empty cells there, new rows have them."""
+  run_dir = copy_run(finished, tmp_path)
+  path = os.path.join(run_dir, "metrics.csv")
+  new_cols = ("train_abs_u", "train_log_std")
+  _rewrite_csv(path, lambda c: c not in new_cols)
+  lc = config(run_dir, 200)
+  loop.train(CFG, lc, recorders=[run_dir_recorder(lc)])
+  rows = read_rows(run_dir)
+  assert list(rows[0]) == list(read_rows(finished[0])[0])
+  assert keys(rows) == [(s, m) for s in (100, 150, 200) for m in (0, 1)]
+  old = read_rows(finished[0])
+  for got, was in zip(rows[:4], old):
+    assert got == {**was, **{c: "" for c in new_cols}}
+  for r in rows[4:]:
+    assert float(r["train_abs_u"]) > 0 and r["train_log_std"] != ""
+
+
+@pytest.mark.parametrize("change", ["drops a non-training column", "adds a column",
+                                    "reorders columns"])
+def test_a_metrics_csv_of_other_columns_is_refused_on_resume(tmp_path, change):
+  columns = ["env_step", "member", "eval_return", "train_q", "train_abs_u", "sps"]
+  found = {"drops a non-training column": ["env_step", "member", "train_q", "sps"],
+           "adds a column": ["env_step", "member", "eval_return", "train_q", "extra", "sps"],
+           "reorders columns": ["env_step", "member", "train_q", "eval_return", "sps"]}[change]
+  with open(tmp_path / "metrics.csv", "w") as f:
+    f.write(",".join(found) + "\n" + ",".join("1" for _ in found) + "\n")
+  older = rundir.MetricsCSV(str(tmp_path), columns)
+  with pytest.raises(ValueError, match="has columns"):
+    older.reset_to(10)
+  # The same file lacking only training metrics is accepted, and rewritten in full.
+  with open(tmp_path / "metrics.csv", "w") as f:
+    f.write("env_step,member,eval_return,sps\n5,0,2.5,9\n20,0,3,9\n")
+  assert older.reset_to(10) == 1
+  assert open(tmp_path / "metrics.csv").read() == (
+      "env_step,member,eval_return,train_q,train_abs_u,sps\n5,0,2.5,,,9\n")
+
+
 def test_a_killed_saves_temporary_directory_is_cleaned(finished, tmp_path):
   run_dir = copy_run(finished, tmp_path)
   ckdir = os.path.join(run_dir, "checkpoints")
