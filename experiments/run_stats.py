@@ -13,6 +13,14 @@ zero-action return (`experiments.references`; an env id from `experiments.varian
 its base task's), whether the last-3 interval lies above it ("above"), below it ("below")
 or across it ("not apart"). Nothing is recomputed from the runs' checkpoints: every number
 is a statistic of the CSV's columns.
+
+    python -m experiments.run_stats RUN_DIR [RUN_DIR ...] --by_window=STEPS --metrics=COL,...
+
+How columns move through a run instead: for each run and each column (a training metric,
+train_entropy, train_q_loss, train_abs_u, ..., or any other), one markdown table with a row
+per member (its setting and seed) and a column per window of STEPS env steps, [0, STEPS),
+[STEPS, 2 STEPS), ... (labelled by its start), holding the median of that member's values
+in the window (an empty cell: none there, e.g. before the first update).
 """
 
 from __future__ import annotations
@@ -104,6 +112,59 @@ def run_stats(run_dir: str) -> list[dict]:
   return out
 
 
+def windowed_medians(rows: list[dict], column: str, window: int
+                     ) -> tuple[list[int], list[tuple[str, int, int, dict[int, float]]]]:
+  """(window starts, [(setting, member, seed, {window start: median})]) of `column` over
+  `rows`, members in order; empty cells are skipped."""
+  per: dict[int, tuple[str, int, dict[int, list[float]]]] = {}
+  starts = set()
+  for r in rows:
+    m = int(r["member"])
+    setting, seed, cells = per.setdefault(m, (r.get("setting") or "", int(r["seed"]), {}))
+    if r.get(column, "") in ("", None):
+      continue
+    start = int(r["env_step"]) // window * window
+    starts.add(start)
+    cells.setdefault(start, []).append(float(r[column]))
+  return sorted(starts), [(setting, m, seed, {k: float(np.median(v)) for k, v in cells.items()})
+                          for m, (setting, seed, cells) in sorted(per.items())]
+
+
+def _number(x: float) -> str:
+  """Three significant figures, thousands separated (0.0012, -7.35, 1,505, 6.6e+06)."""
+  if x == 0 or 1e-3 <= abs(x) < 1e6:
+    digits = max(0, 2 - int(np.floor(np.log10(abs(x))))) if x else 0
+    return f"{x:,.{digits}f}"
+  return f"{x:.2e}"
+
+
+def _steps(n: int) -> str:
+  """0, 5k, 900k, 1M, 1.1M, 2.25M; other counts as they are."""
+  if n >= 1_000_000 and n % 10_000 == 0:
+    return f"{n / 1e6:g}M"
+  return f"{n // 1000}k" if n and n % 1000 == 0 else str(n)
+
+
+def window_tables(run_dir: str, columns: list[str], window: int) -> list[str]:
+  """The markdown lines of one run's windowed tables, one table per column."""
+  with open(os.path.join(run_dir, "metrics.csv"), newline="") as f:
+    rows = list(csv.DictReader(f))
+  run = os.path.basename(os.path.normpath(run_dir))
+  lines = []
+  for column in columns:
+    starts, members = windowed_medians(rows, column, window)
+    lines.append(f"{run}: {column}, median per {_steps(window)} env steps (window start)")
+    lines.append("")
+    lines.append("| member (seed) | " + " | ".join(_steps(s) for s in starts) + " |")
+    lines.append("|---" * (len(starts) + 1) + "|")
+    for setting, m, seed, cells in members:
+      label = f"{setting + ' ' if setting else ''}{m} ({seed})"
+      lines.append(f"| {label} | " + " | ".join(
+          _number(cells[s]) if s in cells else "" for s in starts) + " |")
+    lines.append("")
+  return lines
+
+
 def _row(s: dict) -> str:
   fmt = lambda x: f"{x:,.0f}"
   lp = ("n/a" if s["log_pi_median"] is None else
@@ -116,19 +177,60 @@ def _row(s: dict) -> str:
           f"{fmt(s['auc_mean'])} | {fmt(s['best_mean'])} | {lp} | {against} |")
 
 
+OPTIONS = ("--by_window", "--metrics")
+
+
+def _refuse(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _header(run_dir: str) -> list[str]:
+  with open(os.path.join(run_dir, "metrics.csv"), newline="") as f:
+    return next(csv.reader(f), [])
+
+
 def main(argv: list[str]) -> None:
-  if len(argv) < 2:
-    print("usage: python -m experiments.run_stats RUN_DIR [RUN_DIR ...]", file=sys.stderr)
+  dirs = [a for a in argv[1:] if not a.startswith("--")]
+  opts = {}
+  for a in argv[1:]:
+    if a.startswith("--"):
+      name, eq, value = a.partition("=")
+      if name not in OPTIONS or not eq:
+        _refuse(f"unknown argument {a!r}: the options are "
+                + ", ".join(f"{o}=..." for o in OPTIONS))
+      opts[name] = value
+  if not dirs:
+    print("usage: python -m experiments.run_stats RUN_DIR [RUN_DIR ...] "
+          "[--by_window=STEPS --metrics=COL,...]", file=sys.stderr)
     sys.exit(2)
-  for d in argv[1:]:  # every directory checked before any is read
-    if not (os.path.isfile(os.path.join(d, "metrics.csv")) and
-            any(os.path.isfile(os.path.join(d, n)) for n in ("summary.json", "run.json"))):
-      print(f"run_stats: {d!r} is not a run directory (needs metrics.csv, and summary.json "
-            "or run.json)", file=sys.stderr)
+  for d in dirs:  # every directory checked before any is read (windows need metrics.csv only)
+    if not (os.path.isfile(os.path.join(d, "metrics.csv")) and (opts or any(
+        os.path.isfile(os.path.join(d, n)) for n in ("summary.json", "run.json")))):
+      print(f"run_stats: {d!r} is not a run directory (needs metrics.csv"
+            + ("" if opts else ", and summary.json or run.json") + ")", file=sys.stderr)
       sys.exit(2)
+  if opts:
+    if set(opts) != set(OPTIONS):
+      _refuse("--by_window=STEPS and --metrics=COL,... go together")
+    window = opts["--by_window"]
+    if not window.isdigit() or int(window) < 1:
+      _refuse(f"--by_window={window!r}: a whole number of env steps, at least 1")
+    columns = [c for c in opts["--metrics"].split(",") if c]
+    if not columns:
+      _refuse("--metrics= names no column")
+    for d in dirs:
+      header = _header(d)
+      missing = [c for c in columns if c not in header]
+      if missing:
+        _refuse(f"{os.path.join(d, 'metrics.csv')} has no column {', '.join(missing)}; it "
+                f"has {', '.join(header)}")
+    for d in dirs:
+      print("\n".join(window_tables(d, columns, int(window))))
+    return
   print(HEADER)
   print("|---" * 9 + "|")
-  for d in argv[1:]:
+  for d in dirs:
     for s in run_stats(d):
       print(_row(s))
 

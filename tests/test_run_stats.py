@@ -1,5 +1,5 @@
 """experiments.run_stats: the table's statistics from a hand-made metrics.csv whose answers
-are known, the zero-action comparison, and bad input."""
+are known, the zero-action comparison, the windowed medians of a column, and bad input."""
 
 import csv
 import json
@@ -91,3 +91,57 @@ def test_bootstrap_interval_is_the_exact_resampling_distributions_percentiles():
   exact = np.percentile([np.mean(c) for c in itertools.product(x, repeat=5)], [2.5, 97.5])
   np.testing.assert_allclose(exact, [8.0, 68.0])
   np.testing.assert_allclose(V.mean_ci95(x), exact, atol=3.0)
+
+
+def _write_windows(tmp_path):
+  """Members 0 (seed 7) and 1 (seed 9), rows out of order; train_x per member:
+  member 0 at 0, 40, 50, 90 (window 0 of 100: 1, 2, 10, 3: median 2.5, not the mean 4),
+  at 100 (the next window's start: 20) and 150 (30), empty at 200, 7 at 310;
+  member 1 at 50 (5) and 250 (empty). Windows 0, 100 and 300 only: no value lies in
+  window 200, so it has no column; member 1 has none in 100 or 300 (empty cells)."""
+  d = tmp_path / "w"
+  d.mkdir()
+  rows = [(150, 0, 7, 30.0), (0, 0, 7, 1.0), (40, 0, 7, 2.0), (50, 1, 9, 5.0),
+          (90, 0, 7, 3.0), (50, 0, 7, 10.0), (100, 0, 7, 20.0), (200, 0, 7, ""),
+          (310, 0, 7, 7.0), (250, 1, 9, "")]
+  with open(d / "metrics.csv", "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["env_step", "member", "seed", "eval_return", "train_x"])
+    for step, m, seed, x in rows:
+      w.writerow([step, m, seed, "", x])
+  return str(d)
+
+
+def test_windowed_medians_are_the_known_ones(tmp_path):
+  import csv as csv_lib
+  d = _write_windows(tmp_path)
+  with open(f"{d}/metrics.csv", newline="") as f:
+    rows = list(csv_lib.DictReader(f))
+  starts, members = run_stats.windowed_medians(rows, "train_x", 100)
+  assert starts == [0, 100, 300]
+  assert members == [("", 0, 7, {0: 2.5, 100: 25.0, 300: 7.0}), ("", 1, 9, {0: 5.0})]
+
+
+def test_window_command_prints_a_table_per_column_and_refuses_bad_options(tmp_path):
+  d = _write_windows(tmp_path)
+  cmd = [sys.executable, "-m", "experiments.run_stats", d]
+  r = subprocess.run(cmd + ["--by_window=100", "--metrics=train_x,seed"],
+                     capture_output=True, text=True, check=True)
+  lines = r.stdout.splitlines()
+  assert lines[0] == "w: train_x, median per 100 env steps (window start)"
+  assert lines[2] == "| member (seed) | 0 | 100 | 300 |"
+  assert lines[4:6] == ["| 0 (7) | 2.50 | 25.0 | 7.00 |", "| 1 (9) | 5.00 |  |  |"]
+  assert lines[6] == "" and lines[7].startswith("w: seed, median per 100")
+  assert run_stats._steps(1_100_000) == "1.1M" and run_stats._steps(900_000) == "900k"
+  assert run_stats._number(6.6e6) == "6.60e+06" and run_stats._number(-1505.2) == "-1,505"
+  assert run_stats._number(0.00115) == "0.00115" and run_stats._number(0) == "0"
+  for bad, says in [(["--by_window=100"], "go together"),
+                    (["--by_window=0", "--metrics=train_x"], "--by_window='0'"),
+                    (["--by_window=1e5", "--metrics=train_x"], "--by_window='1e5'"),
+                    (["--by_window=100", "--metrics=train_y"], "has no column train_y"),
+                    (["--by_window=100", "--metrics="], "names no column"),
+                    (["--windows=100"], "unknown argument '--windows=100'")]:
+    out = subprocess.run(cmd + bad, capture_output=True, text=True)
+    assert out.returncode == 2 and out.stdout == "", bad
+    assert out.stderr.startswith("error: ") and says in out.stderr, (bad, out.stderr)
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
