@@ -362,6 +362,15 @@ def test_init_members_stacks_each_members_own_init(kind):
              for x in jax.tree.leaves(state.policy_params))
 
 
+def _random_batch(b, seed):
+  """A float32 minibatch of b random transitions (about 30% terminal)."""
+  rng = np.random.default_rng(seed)
+  f32 = lambda x: jnp.asarray(x, jnp.float32)
+  return replay.Transition(f32(rng.normal(size=(b, OBS))), f32(rng.uniform(-1, 1, (b, ACT))),
+                           f32(rng.normal(size=b)), f32(rng.normal(size=(b, OBS))),
+                           f32(rng.uniform(size=b) < 0.3))
+
+
 def _ref_squash_terms(u):
   """float64 sum_j log(1 - tanh(u_j)^2) (exact) and sum_j log(1 - tanh(u_j)^2 + 1e-6)
   (capped), with 1 - tanh(u)^2 = 4 e^{-2|u|} / (1 + e^{-2|u|})^2 (no cancellation)."""
@@ -389,11 +398,7 @@ def test_gradient_step_reports_where_the_policy_samples(policy_gradient, k):
   pp["params"]["Dense_0"]["bias"] = pp["params"]["Dense_0"]["bias"].at[k + k * ACT:].add(
       np.linspace(-1.0, 0.5, k * ACT))
   state = state._replace(policy_params=pp)
-  rng = np.random.default_rng(3)
-  f32 = lambda x: jnp.asarray(x, jnp.float32)
-  batch = replay.Transition(f32(rng.normal(size=(b, OBS))), f32(rng.uniform(-1, 1, (b, ACT))),
-                            f32(rng.normal(size=b)), f32(rng.normal(size=(b, OBS))),
-                            f32(rng.uniform(size=b) < 0.3))
+  batch = _random_batch(b, seed=3)
   key = jax.random.PRNGKey(7)
   metrics = jax.jit(ag.gradient_step)(state, batch, key)[1]
   out = ag.nets.policy.apply(pp, batch.obs)
@@ -434,11 +439,7 @@ def test_squash_correction_reaches_every_log_pi_of_the_step(policy_gradient, val
   signs = np.where(np.arange(k * ACT) % 2 == 0, 1.0, -1.0)
   pp["params"]["Dense_0"]["bias"] = bias.at[k:k + k * ACT].set(12.0 * signs)
   state = state._replace(policy_params=pp)
-  rng = np.random.default_rng(2)
-  f32 = lambda x: jnp.asarray(x, jnp.float32)
-  batch = replay.Transition(f32(rng.normal(size=(b, OBS))), f32(rng.uniform(-1, 1, (b, ACT))),
-                            f32(rng.normal(size=b)), f32(rng.normal(size=(b, OBS))),
-                            f32(rng.uniform(size=b) < 0.3))
+  batch = _random_batch(b, seed=2)
   key = jax.random.PRNGKey(5)
   m = {sq: a.gradient_step(state, batch, key)[1] for sq, a in ags.items()}
   change = lambda name: np.float64(m["capped"][name]) - np.float64(m["exact"][name])
