@@ -10,6 +10,16 @@ checkpoints/. Running the same command again with the same --run_dir resumes fro
 latest checkpoint (training episodes in flight at the kill restart), or says the run is
 complete. SIGINT/SIGTERM write a checkpoint and exit with status 128 + signal number.
 
+A branch is a new run that starts from another run's checkpoint with some settings
+changed (a one-factor experiment from a shared state: another squash term, a learned
+temperature, another learning rate, from the same pre-collapse state):
+
+    python -m experiments.run --flagfile=RUN/flags.txt --run_dir=RUN-capped \
+        --branch_from=RUN --branch_step=1200000 --squash_correction=capped
+
+Its metrics.csv starts with the source's rows up to that step; the settings that define
+the saved state (env, seeds, --sweep, network shapes, replay size) must equal the source's.
+
 Sweeps of per-member hyperparameters run in the same process and the same vmapped state:
 
     python -m experiments.run --env_id=Pendulum-v1 --sweep reward_scale=0.3,1,3,10 \
@@ -312,6 +322,37 @@ def prepare_run_dir(v: dict) -> dict | None:
   return saved
 
 
+def check_branch(v: dict) -> None:
+  """For a branch that has not started yet: the source is a run of this command whose
+  state-defining settings equal this run's and which holds a checkpoint at branch_step.
+  Raises UsageError. Reads only the source's run.json and its checkpoint directory."""
+  src, step = v["branch_from"], v["branch_step"]
+  path = os.path.join(src, RUN_FILE)
+  if not os.path.exists(path):
+    raise UsageError(f"branch_from={src!r}: no {RUN_FILE} there; give the run_dir of a "
+                     "run of experiments.run")
+  with open(path) as f:
+    saved = json.load(f)
+  now = _jsonable(v)
+  keep = settings.STATE_DEFINING + ("sweep",)
+  default = lambda k: [] if k == "sweep" else _jsonable(
+      {k: settings.BY_NAME[k].default})[k]
+  diffs = [k for k in keep if saved.get(k, default(k)) != now.get(k)]
+  if diffs:
+    what = ", ".join(f"{k}={saved.get(k, default(k))!r} in the source vs {now.get(k)!r} "
+                     "now" for k in diffs)
+    raise UsageError(
+        f"cannot branch from {src}: state-defining setting(s) differ ({what}); a branch "
+        "keeps the source's " + ", ".join(keep) + " and may change the others")
+  ckpts = os.path.join(src, "checkpoints")
+  steps = sorted(int(d) for d in (os.listdir(ckpts) if os.path.isdir(ckpts) else [])
+                 if d.isdigit())
+  if step not in steps:
+    raise UsageError(f"branch_step={step}: {src} has no checkpoint at that env step; it "
+                     "has " + (", ".join(map(str, steps)) or "none") +
+                     " (a run keeps its newest --max_to_keep checkpoints)")
+
+
 def write_run_files(v: dict) -> None:
   from sac_jax import rundir
   rundir.atomic_write(os.path.join(v["run_dir"], FLAGS_FILE), flagfile_text(v))
@@ -344,6 +385,8 @@ def main(argv):
   primary = jax.process_index() == 0
   prepare_run_dir(v)
   done = recorders.completed_steps(v["run_dir"])
+  if v["branch_from"] is not None and not done:
+    check_branch(v)
   # Every process has read the run directory before process 0 writes to it.
   parallel.barrier("sac_jax.run.prepared")
   if done >= v["total_env_steps"]:

@@ -245,6 +245,22 @@ class Agent:
     """One member's empty replay buffer."""
     return replay.init(self.config.buffer_size, self.obs_dim, self.act_dim)
 
+  def branch_state(self, restored: TrainState, given: TrainState) -> TrainState:
+    """The state a branch starts from (stacked states): `restored`, another run's (its
+    params, optimizer moments, replay, keys, counters, frozen members), with `given`'s
+    per-member hyperparameters. The temperature: with auto_alpha, a member whose
+    temperature the source learned (its Adam state has stepped) keeps it; any other
+    starts where a new run would, at `given`'s (log alpha and a fresh Adam state)."""
+    out = restored._replace(hparams=given.hparams)
+    if not self.config.auto_alpha:
+      return out._replace(log_alpha=given.log_alpha, alpha_opt_state=given.alpha_opt_state)
+    learned = restored.alpha_opt_state.count > 0  # [M]
+    pick = lambda r, g: jnp.where(learned.reshape(learned.shape + (1,) * (r.ndim - 1)),
+                                  r, g)
+    return out._replace(
+        log_alpha=pick(restored.log_alpha, given.log_alpha),
+        alpha_opt_state=jax.tree.map(pick, restored.alpha_opt_state, given.alpha_opt_state))
+
   def default_hparams(self, num_members: int) -> HParams:
     """[M] hyperparameters, every member at the config's values."""
     return HParams.from_config(self.config).stack(num_members)

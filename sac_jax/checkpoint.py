@@ -13,8 +13,9 @@ next step runs.
 A checkpoint that cannot be read (a damaged file: a disk fault, a copy cut short) does not
 make the run unresumable: `restore_latest` warns, moves it aside to
 `<directory>.corrupt/<step>` and falls back to the one before. A readable checkpoint whose
-tree has another structure than the one asked for (another version of sac_jax wrote it) is
-not damaged: `restore_latest` raises `IncompatibleCheckpoint` and moves nothing.
+tree has another structure than the one asked for (another version of sac_jax wrote it), or
+arrays of other shapes (other layer sizes, replay capacity or member count), is not
+damaged: `restore_latest` raises `IncompatibleCheckpoint` and moves nothing.
 """
 
 from __future__ import annotations
@@ -37,17 +38,25 @@ logging.getLogger("absl").setLevel(logging.WARNING)
 
 
 class Checkpointer:
-  """Saves and restores (tree, host dict) pairs by env step; keeps the newest `max_to_keep`."""
+  """Saves and restores (tree, host dict) pairs by env step; keeps the newest `max_to_keep`.
 
-  def __init__(self, directory: str, max_to_keep: int = 2):
+  `read_only`: another run's checkpoints (a branch's source, perhaps still training):
+  nothing in the directory is created, removed or cleaned up (not even the temporary
+  directory of a save in progress), and `save` is refused.
+  """
+
+  def __init__(self, directory: str, max_to_keep: int = 2, read_only: bool = False):
     self.directory = os.path.abspath(directory)
     self.max_to_keep = max_to_keep
+    self.read_only = read_only
     self._open()
 
   def _open(self) -> None:
-    options = ocp.CheckpointManagerOptions(max_to_keep=self.max_to_keep, create=True,
+    options = ocp.CheckpointManagerOptions(max_to_keep=self.max_to_keep,
+                                           create=not self.read_only,
+                                           read_only=self.read_only,
                                            enable_async_checkpointing=False,
-                                           cleanup_tmp_directories=True)
+                                           cleanup_tmp_directories=not self.read_only)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_names=("tree", "host"))
     # The cleanup runs in a background thread that orbax awaits only in save(); wait for
@@ -61,6 +70,8 @@ class Checkpointer:
     return self._manager.latest_step()
 
   def save(self, step: int, tree: Any, host: dict) -> None:
+    if self.read_only:
+      raise ValueError(f"{self.directory} was opened read-only (another run's checkpoints)")
     self._manager.save(int(step), args=ocp.args.Composite(
         tree=ocp.args.StandardSave(tree), host=ocp.args.JsonSave(host)), force=True)
     self._manager.wait_until_finished()
@@ -104,7 +115,8 @@ class Checkpointer:
       self.quarantine(step, error)
 
   def check_structure(self, step: int, like: Any) -> None:
-    """Raises IncompatibleCheckpoint if step `step`'s tree has other entries than `like`.
+    """Raises IncompatibleCheckpoint if step `step`'s tree has other entries than `like`,
+    or arrays of other shapes.
 
     Only the metadata is read; unreadable metadata is left to the restore (a damaged
     checkpoint is set aside there)."""
@@ -115,17 +127,31 @@ class Checkpointer:
     except Exception:  # noqa: BLE001 - damaged: restore_latest decides
       return
     expected = _paths(like)
-    if not stored or stored == expected:
+    where = os.path.join(self.directory, str(step))
+    if not stored:
       return
-    show = lambda paths: ", ".join(".".join(p) for p in sorted(paths)[:2]) + (
-        ", ..." if len(paths) > 2 else "")
-    diff = "; ".join(part for part in (
-        f"it holds {show(stored - expected)}" if stored - expected else "",
-        f"it lacks {show(expected - stored)}" if expected - stored else "") if part)
-    raise IncompatibleCheckpoint(
-        f"checkpoint {os.path.join(self.directory, str(step))} was written by an older (or "
-        f"other) version of sac_jax: its training state does not match this version's "
-        f"({diff}); resume the run with the version that wrote it, or start a new run_dir")
+    if stored != expected:
+      show = lambda paths: ", ".join(".".join(p) for p in sorted(paths)[:2]) + (
+          ", ..." if len(paths) > 2 else "")
+      diff = "; ".join(part for part in (
+          f"it holds {show(stored - expected)}" if stored - expected else "",
+          f"it lacks {show(expected - stored)}" if expected - stored else "") if part)
+      raise IncompatibleCheckpoint(
+          f"checkpoint {where} was written by an older (or other) version of sac_jax: its "
+          f"training state does not match this version's ({diff}); resume the run with "
+          "the version that wrote it, or start a new run_dir")
+    # The same entries with other shapes: other settings (layer sizes, replay capacity,
+    # member count), not damage: refused, never set aside as unreadable.
+    have, want = _shapes(getattr(meta, "tree", meta)), _shapes(like)
+    other = sorted(p for p in have if p in want and have[p] != want[p])
+    if other:
+      shown = "; ".join(f"{'.'.join(p)} {have[p]} stored, {want[p]} here"
+                        for p in other[:2]) + ("; ..." if len(other) > 2 else "")
+      raise IncompatibleCheckpoint(
+          f"checkpoint {where} holds arrays of other shapes than this run's ({shown}): "
+          "it was written with other shape-changing settings (layer sizes, replay "
+          "capacity, members); resume it with the settings that wrote it, or start a new "
+          "run_dir")
 
   def quarantine(self, step: int, error: BaseException | None) -> None:
     """Moves checkpoint `step` out of the manager's directory (process 0), with a warning."""
@@ -160,13 +186,28 @@ class IncompatibleCheckpoint(ValueError):
 def _paths(tree: Any) -> set[tuple[str, ...]]:
   """The leaves' paths as names (dict keys, NamedTuple fields and indices alike: orbax's
   metadata turns NamedTuples into dicts)."""
+  return {_name_path(path) for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _name_path(path) -> tuple[str, ...]:
   def name(k):
     for attr in ("key", "name", "idx"):
       if hasattr(k, attr):
         return str(getattr(k, attr))
     return str(k)
-  return {tuple(name(k) for k in path)
-          for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  return tuple(name(k) for k in path)
+
+
+def _shapes(tree: Any) -> dict[tuple[str, ...], tuple[int, ...]]:
+  """The shape of every leaf that has one (arrays, ShapeDtypeStructs, orbax's array
+  metadata), by the leaf's path as `_paths` names it."""
+  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+  out = {}
+  for path, leaf in flat:
+    shape = getattr(leaf, "shape", None)
+    if shape is not None:
+      out[_name_path(path)] = tuple(int(n) for n in shape)
+  return out
 
 
 def _abstract(x):

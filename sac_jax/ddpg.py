@@ -193,6 +193,10 @@ class DDPGAgent(agent_lib.Agent):
   def validate_hparams(self, h: DDPGHParams) -> None:
     validate_hparams(h)
 
+  def branch_state(self, restored: DDPGState, given: DDPGState) -> DDPGState:
+    """`restored` (another run's state) with `given`'s per-member hyperparameters."""
+    return restored._replace(hparams=given.hparams)
+
   def init(self, key: chex.PRNGKey, hparams: DDPGHParams | None = None) -> DDPGState:
     c = self.config
     h = hparams if hparams is not None else DDPGHParams.from_config(c)

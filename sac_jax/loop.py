@@ -13,7 +13,8 @@ TensorBoard, or your own) through the small `Recorder` protocol (defined, with t
 it passes, in sac_jax.protocol):
 
     start(run)                    once, before anything: what is trained, and where
-    restore(like) -> point|None   a resume point (TrainState + LoopState) or None
+    restore(like) -> point|None   a resume point (TrainState + LoopState) or None; one
+                                  marked `branched` is another run's state (branch_from)
     on_eval(record)               after each evaluation
     after_step(loop, snapshot)    after each env step; may checkpoint (`snapshot()` gives
                                   the current TrainState and LoopState) or return a Stop
@@ -162,9 +163,11 @@ def train(sac_config: agent_lib.SACConfig, loop_config: LoopConfig,
     point = ResumePoint(state, fresh)
     for r in recorders:
       point = getattr(r, "restore", lambda like: None)(point) or point
-    if point.state is not state:
+    if point.branched:  # another run's state: this run's hyperparameters from here on
+      point = point._replace(state=ag.branch_state(point.state, state))
+    elif point.state is not state:
       check_resumed_hparams(place.local(point.state.hparams), hparams, place.members)
-    state, loop = point
+    state, loop = point.state, point.loop
     del point
 
     if lc.overlap:

@@ -12,6 +12,7 @@ them.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Callable, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
@@ -31,13 +32,19 @@ class LoopConfig:
   eval_every: int = 1000
   eval_episodes: int = 10
   async_envs: bool = False
-  # The next five only configure the default recorders (`train(..., recorders=None)`,
+  # The next seven only configure the default recorders (`train(..., recorders=None)`,
   # sac_jax.recorders.defaults): with recorders given, the loop ignores them.
   run_dir: str | None = None       # None: no files, no checkpoints, no resume
   checkpoint_every: int = 0        # env steps between checkpoints; 0: only at the end
   max_to_keep: int = 2             # checkpoints kept
   log_every_s: float = 5.0         # progress line period; <= 0: no progress lines
   title: str = ""                  # for the plot and progress lines
+  # Start a new run from another run's checkpoint (its run_dir, the env step of one of
+  # its checkpoints): the run directory then restores that state, with this run's
+  # per-member hyperparameters (`Agent.branch_state`), and copies the source's
+  # metrics.csv rows up to that step, when it has no checkpoint of its own yet.
+  branch_from: str | None = None
+  branch_step: int | None = None
   # Extra per-member columns for metrics.csv (e.g. a sweep's labels): one dict per member.
   # A "setting" column groups members: curves.png draws one curve per setting (mean over
   # its members) and summary.json ranks the settings.
@@ -58,6 +65,13 @@ class LoopConfig:
 
   def __post_init__(self):
     settings.validate(settings.config_values(self))  # the rules of the run's settings
+    if self.branch_from is not None and self.run_dir is None:
+      raise ValueError(f"branch_from={self.branch_from!r} needs a run_dir: the branch is "
+                       "a run of its own, written to its own directory")
+    if self.branch_from is not None and (os.path.abspath(self.branch_from)
+                                         == os.path.abspath(self.run_dir)):
+      raise ValueError(f"branch_from={self.branch_from!r} is this run's own run_dir; a "
+                       "branch writes to a new run_dir")
 
   def seeds(self) -> list[int]:
     if self.member_seeds is None:
@@ -102,9 +116,13 @@ class LoopState(NamedTuple):
 
 
 class ResumePoint(NamedTuple):
-  """Where training (re)starts: the stacked TrainState (global arrays) and the LoopState."""
+  """Where training (re)starts: the stacked TrainState (global arrays) and the LoopState.
+
+  `branched`: the state is another run's (LoopConfig.branch_from); `train` gives it this
+  run's hyperparameters (`Agent.branch_state`) instead of checking they are unchanged."""
   state: agent_lib.TrainState
   loop: LoopState
+  branched: bool = False
 
 
 class Stop(NamedTuple):

@@ -6,7 +6,9 @@
                    seconds, and at every checkpoint and the end), summary.json, orbax checkpoints
                    every `checkpoint_every` env steps, at the end and on SIGINT/SIGTERM
                    (agreed on by all processes every SIGNAL_SYNC_EVERY env steps), and the
-                   resume: the latest readable checkpoint, metrics.csv cut back to its step.
+                   resume: the latest readable checkpoint, metrics.csv cut back to its step;
+                   a branch's start: another run's checkpoint (read-only) and its rows up
+                   to that step.
     Progress       the lines on stdout: evaluations, progress every `every_s` seconds, the
                    end; a member that diverged is announced once (stderr), also when quiet.
     TensorBoard    per-member evaluation returns and training metrics, per-setting means
@@ -84,7 +86,8 @@ def defaults(lc: LoopConfig) -> list:
   if lc.run_dir is not None:
     out.append(RunDirectory(lc.run_dir, checkpoint_every=lc.checkpoint_every,
                             max_to_keep=lc.max_to_keep, title=tag,
-                            verbose=lc.log_every_s > 0))
+                            verbose=lc.log_every_s > 0, branch_from=lc.branch_from,
+                            branch_step=lc.branch_step))
   out.append(Progress(tag, every_s=lc.log_every_s,
                       note=(f"curves: {os.path.join(lc.run_dir, rundir.CURVES)}"
                             if lc.run_dir is not None else "")))
@@ -251,6 +254,11 @@ class RunDirectory(Recorder):
   Every process appends its own members' rows to its part file (metrics.csv itself with
   one process); process 0 merges the parts into metrics.csv and alone writes curves.png
   and summary.json.
+
+  With `branch_from` (another run's directory) and `branch_step`, a run directory that
+  holds no checkpoint yet starts from the source's checkpoint at that step (read-only:
+  the source may still be training) and from the source's metrics.csv rows up to it;
+  once it has a checkpoint of its own it resumes from that, as any run does.
   """
 
   # Redrawing curves.png re-reads metrics.csv and costs a few tenths of a second, which
@@ -260,8 +268,17 @@ class RunDirectory(Recorder):
 
   def __init__(self, run_dir: str, checkpoint_every: int = 0, max_to_keep: int = 2,
                title: str = "", verbose: bool = True, handle_signals: bool = True,
-               plot: bool = True, plot_every_s: float = PLOT_EVERY_S):
+               plot: bool = True, plot_every_s: float = PLOT_EVERY_S,
+               branch_from: str | None = None, branch_step: int | None = None):
+    if (branch_from is None) != (branch_step is None):
+      raise ValueError(f"branch_from={branch_from!r}, branch_step={branch_step!r}: give "
+                       "both (the source run's directory and its checkpoint's env step) "
+                       "or neither")
+    if branch_from is not None and os.path.abspath(branch_from) == os.path.abspath(run_dir):
+      raise ValueError(f"branch_from={branch_from!r} is this run's own run_dir; a branch "
+                       "writes to a new run_dir")
     self.dir = run_dir
+    self.branch_from, self.branch_step = branch_from, branch_step
     self.checkpoint_every, self.max_to_keep = checkpoint_every, max_to_keep
     self.title, self.verbose = title, verbose
     self.handle_signals, self.draw = handle_signals, plot
@@ -303,6 +320,8 @@ class RunDirectory(Recorder):
 
   def restore(self, like: ResumePoint) -> ResumePoint | None:
     got = self.ckpt.restore_latest(self._tree(like))
+    if got is None and self.branch_from is not None:
+      return self._branch(like)
     if got is None:
       self.reset_to(-1)
       return None
@@ -314,6 +333,39 @@ class RunDirectory(Recorder):
       say(self.tag, f"resumed from the checkpoint at env step {step} ({kept} metrics rows "
                     "kept; training episodes in flight restart)")
     return ResumePoint(tree["train"], loop)
+
+  def _branch(self, like: ResumePoint) -> ResumePoint:
+    """The source's state at `branch_step` and its metrics rows up to it."""
+    src, step = self.branch_from, int(self.branch_step)
+    ckpt = checkpoint_lib.Checkpointer(os.path.join(src, rundir.CHECKPOINTS),
+                                       read_only=True)
+    try:
+      steps = ckpt.all_steps()
+      if step not in steps:
+        raise ValueError(f"branch_step={step}: {src} has no checkpoint at that env step; "
+                         "it has " + (", ".join(map(str, steps)) or "none"))
+      like_tree = self._tree(like)
+      try:
+        ckpt.check_structure(step, like_tree)
+      except checkpoint_lib.IncompatibleCheckpoint as e:
+        raise checkpoint_lib.IncompatibleCheckpoint(
+            f"cannot branch from {src} at env step {step}: {e} (or its state-defining "
+            "settings differ from this run's)") from None
+      tree, host = ckpt.restore(step, like_tree)
+    finally:
+      ckpt.close()
+    rows = [r for r in rundir.MetricsCSV(src, self.csv.columns).read(check_header=True)
+            if int(r["env_step"]) <= step]
+    if self.primary:
+      self.csv.write(rows)
+    parallel.barrier("sac_jax.rundir.branched")  # metrics.csv holds the source's rows
+    kept = self.reset_to(step)
+    loop = LoopState.from_host(host, self.place.local(tree["pending"]))
+    if self.verbose:
+      say(self.tag, f"branched from {src} at env step {step} ({kept} metrics rows copied; "
+                    "this run's settings from here on; training episodes in flight "
+                    "restart)")
+    return ResumePoint(tree["train"], loop, branched=True)
 
   def on_eval(self, record: EvalRecord) -> None:
     self.part.append(self.rows(record))

@@ -64,6 +64,8 @@ class Setting:
   per_member: may differ between the members of one state (an HParams field, or `lr`);
     --sweep takes these.
   shape: changes array shapes or the compiled graph (named so in the refusal to resume).
+  state: the saved state's arrays depend on it (their shapes, or what they mean): a
+    branch (--branch_from) must keep the source run's value.
   resumable: a resumed run may change it.
   learning_rate: one of the learning rates `lr` stands for.
   ddpg_contradiction: why a value other than the default contradicts --algorithm=ddpg.
@@ -75,6 +77,7 @@ class Setting:
   reads: str = "run"
   per_member: bool = False
   shape: bool = False
+  state: bool = False
   resumable: bool = False
   rule: Rule | None = None
   choices: tuple[str, ...] = ()
@@ -175,32 +178,34 @@ _DDPG_LR = ("DDPG's actor and critic learning rates come from --lr_policy and --
 SETTINGS: tuple[Setting, ...] = (
     Setting("env_id", "str", "InvertedPendulum-v5", "gymnasium env id (continuous Box "
             "actions, flat Box observations); 'module:Env-v0' imports module first",
-            shape=True),
-    Setting("seed", "int", 0, "base seed: member i uses seed + i (networks, env, eval)"),
+            shape=True, state=True),
+    Setting("seed", "int", 0, "base seed: member i uses seed + i (networks, env, eval)",
+            state=True),
     Setting("num_seeds", "int", 1, "members: independent runs trained together",
-            shape=True, rule=at_least(1)),
+            shape=True, state=True, rule=at_least(1)),
     Setting("total_env_steps", "int", 100_000, "env steps per member", resumable=True,
             rule=at_least(1)),
     Setting("start_steps", "int", 1000, "uniformly random actions for this many steps",
             reads="both", rule=at_least(0)),
     Setting("num_components", "int", 4, "K: Gaussian mixture components of the policy",
-            reads="sac", shape=True, rule=at_least(1)),
+            reads="sac", shape=True, state=True, rule=at_least(1)),
     Setting("hidden_sizes", "ints", (128, 128), "hidden layer sizes of V, Q and policy",
-            reads="both", shape=True,
+            reads="both", shape=True, state=True,
             rule=Rule(lambda hs: len(hs) > 0 and all(h >= 1 for h in hs),
                       "comma-separated positive integers, e.g. 128,128")),
     Setting("activation", "str", "relu", "hidden activation", reads="both", shape=True,
-            rule=Rule(lambda a: a in ACTIVATIONS, f"one of {sorted(ACTIVATIONS)}")),
+            state=True, rule=Rule(lambda a: a in ACTIVATIONS, f"one of {sorted(ACTIVATIONS)}")),
     Setting("batch_size", "int", 128, "minibatch size", reads="both", shape=True,
             rule=at_least(1)),
     Setting("buffer_size", "int", 1_000_000, "replay capacity per member (transitions)",
-            reads="both", shape=True, rule=at_least(1)),
+            reads="both", shape=True, state=True, rule=at_least(1)),
     Setting("grad_steps", "int", 1, "G: gradient steps per env step", reads="both",
             shape=True, rule=at_least(1)),
     Setting("algorithm", "enum", "sac", "sac: the paper's algorithm (and its options); "
             "ddpg: the paper's baseline (Lillicrap et al.; give "
             "experiments/flags/ddpg.flags for its settings). DDPG ignores SAC-only settings "
-            "and says so; contradictions are refused", shape=True, choices=("sac", "ddpg")),
+            "and says so; contradictions are refused", shape=True, state=True,
+            choices=("sac", "ddpg")),
     Setting("lr", "float", 3e-4, "Adam learning rate of all networks (and the temperature)",
             reads="both", per_member=True, rule=POSITIVE),
     Setting("lr_policy", "float", None,
@@ -238,14 +243,15 @@ SETTINGS: tuple[Setting, ...] = (
             ddpg_contradiction="DDPG's actor is deterministic and follows dQ/da"),
     Setting("value_network", "bool", True, "the paper's soft value network V with a target "
             "copy; --novalue_network: the value-free critic of SAC 2018b (target Q "
-            "networks; needs a reparameterized policy gradient)", reads="sac", shape=True),
+            "networks; needs a reparameterized policy gradient)", reads="sac", shape=True,
+            state=True),
     Setting("update_order", "enum", "joint", "joint: every gradient of a step at the same "
             "pre-update params (the paper's code; DDPG's too); sequential: the critic "
             "steps first and the actor's gradient reads the updated critic (Algorithm 2's "
             "lines in print order; the later SAC code bases)", reads="both", shape=True,
             choices=("joint", "sequential")),
     Setting("num_q", "int", 1, "Q networks: 1 (paper) or 2 (twin Q, min in the V target)",
-            reads="sac", shape=True, rule=Rule(lambda q: q in (1, 2), "1 or 2"),
+            reads="sac", shape=True, state=True, rule=Rule(lambda q: q in (1, 2), "1 or 2"),
             ddpg_contradiction="DDPG has one critic (twin critics would be TD3)"),
     Setting("reg", "float", 1e-3, "policy regularization of means and log stds",
             reads="sac", per_member=True, rule=NON_NEGATIVE),
@@ -261,7 +267,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("obs_transform", "enum", "none", "how every network sees an observation: "
             "none (as the env gives it; the paper) or symlog, sign(x) log(1 + |x|) per "
             "entry (not in the paper; for tasks whose observations reach the thousands, "
-            "such as Humanoid-v5's contact forces)", reads="both", shape=True,
+            "such as Humanoid-v5's contact forces)", reads="both", shape=True, state=True,
             choices=("none", "symlog")),
     Setting("eval_every", "int", 1000, "env steps between deterministic evaluations",
             rule=at_least(1)),
@@ -273,6 +279,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_to_keep", "int", 2, "checkpoints kept", resumable=True, rule=at_least(1)),
     Setting("run_dir", "str", None, "output directory (default runs/<env_id>-<timestamp>)",
             resumable=True),
+    Setting("branch_from", "str", None, "start from another run's checkpoint: the source "
+            "run's run_dir (its checkpoint at --branch_step is read, never changed); "
+            "a new run that shares the source's history (state and metrics.csv rows) up "
+            "to that step and trains on from it with this command's settings; those that "
+            "define the saved state (env, seeds, --sweep, network shapes, replay size, "
+            "...) must equal the source's",
+            rule=Rule(lambda path: len(path) > 0, "a run directory (not empty)")),
+    Setting("branch_step", "int", None, "with --branch_from: the env step of the source's "
+            "checkpoint to start from (one its checkpoints/ holds; keep more with "
+            "--max_to_keep)", rule=at_least(1)),
     Setting("overlap", "bool", False, "act with the current policy, then dispatch the G "
             "updates and step the envs while the device runs them: the actions come from "
             "parameters one update behind (off in the paper's flagfiles)", resumable=True),
@@ -309,6 +325,7 @@ SAC_ONLY = names(reads="sac")
 DDPG_ONLY = names(reads="ddpg")
 RESUMABLE = names(resumable=True)
 SHAPE_CHANGING = names(shape=True)
+STATE_DEFINING = names(state=True)
 
 
 def per_member(algorithm: str) -> tuple[str, ...]:
@@ -342,6 +359,22 @@ def _start_within_budget(v):
   if v["total_env_steps"] < v["start_steps"]:
     return (f"total_env_steps={v['total_env_steps']} is below start_steps="
             f"{v['start_steps']}: the run would never leave the random-action phase")
+
+
+def _branch_pair(v):
+  if (v["branch_from"] is None) != (v["branch_step"] is None):
+    given, missing = (("branch_from", "branch_step") if v["branch_from"] is not None
+                      else ("branch_step", "branch_from"))
+    return (f"{given}={v[given]!r} given without {missing}: a branch names the source "
+            "run (--branch_from=RUN_DIR) and the env step of its checkpoint to start "
+            "from (--branch_step=STEP)")
+
+
+def _branch_within_budget(v):
+  if v["branch_step"] is not None and v["total_env_steps"] <= v["branch_step"]:
+    return (f"total_env_steps={v['total_env_steps']} is not above branch_step="
+            f"{v['branch_step']}: a branch trains on from its source's step, so its "
+            "budget must be larger")
 
 
 def _batch_fits(v):
@@ -418,6 +451,8 @@ def _distributed(v):
 BETWEEN: tuple[Between, ...] = (
     Between(("total_env_steps", "start_steps"), _start_within_budget),
     Between(("batch_size", "buffer_size"), _batch_fits),
+    Between(("branch_from", "branch_step"), _branch_pair),
+    Between(("total_env_steps", "branch_step"), _branch_within_budget),
     Between(("policy_gradient", "num_components"), _reparameterized_is_one_gaussian, "sac"),
     Between(("value_network", "policy_gradient"), _likelihood_ratio_needs_v, "sac"),
     Between(("log_std_min", "log_std_max"), _log_std_bounds_ordered, "sac"),

@@ -115,6 +115,61 @@ def test_resume_with_changed_flags_is_refused(finished_run, flags, shown, kind):
   assert "flags.txt" in line
 
 
+def branch_args(run_dir, branch, *extra):
+  return [f"--flagfile={os.path.join(run_dir, 'flags.txt')}", f"--run_dir={branch}",
+          f"--branch_from={run_dir}", "--branch_step=200", "--total_env_steps=300", *extra]
+
+
+def test_a_branch_from_the_cli(finished_run, tmp_path):
+  """A new run from the finished run's checkpoint at 200 with another squash term: the
+  source's rows up to 200, then its own; the source untouched; rerun: complete."""
+  run_dir, _, _ = finished_run
+  source_rows = read_rows(run_dir)
+  ckpts = sorted(os.listdir(os.path.join(run_dir, "checkpoints")))
+  branch = str(tmp_path / "branch")
+  proc = run_cli(*branch_args(run_dir, branch, "--squash_correction=capped"))
+  assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+  assert f"branched from {run_dir} at env step 200 (4 metrics rows copied" in proc.stdout
+  rows = read_rows(branch)
+  assert [(int(r["env_step"]), int(r["member"])) for r in rows] == [
+      (s, m) for s in (100, 200, 300) for m in (0, 1)]
+  assert rows[:4] == source_rows[:4]
+  lines = open(os.path.join(branch, "flags.txt")).read().splitlines()
+  for f in (f"--branch_from={run_dir}", "--branch_step=200", "--squash_correction=capped",
+            f"--run_dir={branch}"):
+    assert f in lines, f
+  assert read_rows(run_dir) == source_rows
+  assert sorted(os.listdir(os.path.join(run_dir, "checkpoints"))) == ckpts
+  again = run_cli(f"--flagfile={os.path.join(branch, 'flags.txt')}")
+  assert again.returncode == 0 and "is complete" in again.stdout, again.stderr[-2000:]
+
+
+@pytest.mark.parametrize("extra, says", [
+    (["--hidden_sizes=32,32"], "cannot branch from {src}: state-defining setting(s) differ "
+     "(hidden_sizes=['16', '16'] in the source vs ['32', '32'] now)"),
+    (["--branch_step=100"], "branch_step=100: {src} has no checkpoint at that env step; it "
+     "has 200, 400"),
+    (["--total_env_steps=200"], "total_env_steps=200 is not above branch_step=200"),
+    (["--branch_from="], "branch_from='': must be a run directory (not empty)"),
+    (["--noflag"], "branch_step=200 given without branch_from"),
+    (["--branch_from={src}", "--run_dir={src}"], "branch_from={src!r} is this run's own "
+     "run_dir"),
+    (["--branch_from={tmp}"], "branch_from={tmp!r}: no run.json there"),
+])
+def test_bad_branches_are_one_line(finished_run, tmp_path, extra, says):
+  run_dir, _, _ = finished_run
+  fill = lambda x: x.format(src=run_dir, tmp=str(tmp_path))
+  branch = str(tmp_path / "branch")
+  args = branch_args(run_dir, branch)
+  if extra == ["--noflag"]:  # no --branch_from at all
+    args, extra = [a for a in args if not a.startswith("--branch_from")], []
+  proc = run_cli(*args, *map(fill, extra))
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+  line = proc.stderr.strip().splitlines()[-1]
+  assert line == "error: " + fill(says) or line.startswith("error: " + fill(says)), line
+  assert not os.path.exists(os.path.join(branch, "metrics.csv"))
+
+
 def test_flagfiles_nest_and_later_flags_override(tmp_path):
   base = tmp_path / "base.flags"
   base.write_text("# a comment\n--num_components=0\n--gamma=0.5\n")

@@ -141,6 +141,20 @@ def test_resume_with_other_hparams_is_refused(finished, tmp_path):
   assert keys(read_rows(run_dir)) == keys(read_rows(finished[0]))
 
 
+def test_resume_with_other_shapes_is_refused_and_moves_nothing_aside(finished, tmp_path):
+  """Another replay capacity: the checkpoint is readable, only not this run's shapes; it
+  is refused naming the array, not set aside as damaged."""
+  run_dir = copy_run(finished, tmp_path)
+  lc = config(run_dir, 200)
+  cfg = agent.SACConfig(**{**CFG.__dict__, "buffer_size": 500})
+  with pytest.raises(checkpoint.IncompatibleCheckpoint,
+                     match=r"holds arrays of other shapes than this run's \(.*\(2, 1000, "
+                           r"3\) stored, \(2, 500, 3\) here"):
+    loop.train(cfg, lc, recorders=[run_dir_recorder(lc)])
+  assert sorted(os.listdir(os.path.join(run_dir, "checkpoints"))) == ["100", "150"]
+  assert not os.path.exists(os.path.join(run_dir, "checkpoints.corrupt"))
+
+
 def test_a_damaged_latest_checkpoint_falls_back_to_the_previous(finished, tmp_path):
   run_dir = copy_run(finished, tmp_path)
   latest = os.path.join(run_dir, "checkpoints", "150")

@@ -110,7 +110,8 @@ def test_hparams_fields_are_the_per_member_settings_and_configs_share_their_defa
     assert f.default == settings.BY_NAME[f.name].default, f.name
   assert set(settings.fields_from(loop.LoopConfig, defaults())) == {
       "env_id", "seed", "total_env_steps", "eval_every", "eval_episodes", "async_envs",
-      "overlap", "run_dir", "checkpoint_every", "max_to_keep", "log_every_s", "num_devices"}
+      "overlap", "run_dir", "checkpoint_every", "max_to_keep", "log_every_s", "num_devices",
+      "branch_from", "branch_step"}
   assert {f.name for f in dataclasses.fields(loop.LoopConfig)} - set(settings.BY_NAME) == {
       "num_members", "title", "member_columns", "member_seeds"}
 
@@ -164,6 +165,8 @@ RULES = [
     ("eval_episodes", 0, "eval_episodes=0: must be >= 1", [1]),
     ("checkpoint_every", -1, "checkpoint_every=-1: must be >= 0 (0: only at the end)", [0]),
     ("max_to_keep", 0, "max_to_keep=0: must be >= 1", [1]),
+    ("branch_from", "", "branch_from='': must be a run directory (not empty)", ["r", None]),
+    ("branch_step", 0, "branch_step=0: must be >= 1", [1, None]),
     ("num_devices", -1, "num_devices=-1: must be >= 0 (0: all)", [0]),
     # The kind comes first: the declared type, with the rule in the words.
     ("num_components", 1.5, "num_components=1.5: must be an integer >= 1", []),
@@ -206,6 +209,15 @@ BETWEEN = [
     (dict(batch_size=256, buffer_size=100), "batch_size=256 is larger than "
      "buffer_size=100: the batch must fit in the replay buffer"),
     (dict(batch_size=100, buffer_size=100), None),
+    (dict(branch_from="runs/a", branch_step=None), "branch_from='runs/a' given without "
+     "branch_step: a branch names the source run (--branch_from=RUN_DIR) and the env step "
+     "of its checkpoint to start from (--branch_step=STEP)"),
+    (dict(branch_from=None, branch_step=5), "branch_step=5 given without branch_from"),
+    (dict(branch_from=None, branch_step=None), None),
+    (dict(total_env_steps=100, branch_step=100), "total_env_steps=100 is not above "
+     "branch_step=100: a branch trains on from its source's step"),
+    (dict(total_env_steps=101, branch_step=100), None),
+    (dict(total_env_steps=1, branch_step=None), None),
     (dict(policy_gradient="reparameterized", num_components=4),
      "policy_gradient='reparameterized' needs num_components=1, got 4"),
     (dict(policy_gradient="reparameterized", num_components=1), None),
@@ -346,3 +358,41 @@ def test_validation_imports_neither_absl_nor_jax():
   res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                        text=True)
   assert res.returncode == 0, res.stderr
+
+
+# ---------------------------------------------------------------- what a branch keeps
+# A value other than the default for every setting that changes shapes or the graph but
+# not the saved state: a branch (--branch_from) may change these.
+BRANCH_MAY_CHANGE = dict(batch_size=64, grad_steps=4, auto_alpha=True,
+                         policy_gradient="mixture_reparameterized",
+                         update_order="sequential", squash_correction="capped",
+                         log_std_min=-10.0, log_std_max=3.0)
+
+
+def test_the_state_defining_settings():
+  assert settings.STATE_DEFINING == (
+      "env_id", "seed", "num_seeds", "num_components", "hidden_sizes", "activation",
+      "buffer_size", "algorithm", "value_network", "num_q", "obs_transform")
+  assert set(settings.SHAPE_CHANGING) - set(settings.STATE_DEFINING) == set(
+      BRANCH_MAY_CHANGE)
+
+
+@pytest.mark.parametrize("name", sorted(BRANCH_MAY_CHANGE))
+def test_a_setting_a_branch_may_change_leaves_the_saved_state_as_it_is(name):
+  """The TrainState's entries, shapes and dtypes (jax.eval_shape: nothing computed) are
+  those of the default config; a state-defining setting changes them."""
+  import jax
+  from sac_jax import agent, loop
+
+  def state(**kw):
+    cfg = agent.SACConfig(**{**dict(num_components=2, hidden_sizes=(8,), buffer_size=200,
+                                    batch_size=16), **kw})
+    ag = agent.Agent(cfg, 3, 2)
+    return jax.eval_shape(ag._init_stacked, loop.seed_keys([0, 1]), ag.default_hparams(2))
+
+  shapes = lambda tree: (jax.tree_util.tree_structure(tree),
+                         [(x.shape, x.dtype) for x in jax.tree.leaves(tree)])
+  assert shapes(state(**{name: BRANCH_MAY_CHANGE[name]})) == shapes(state())
+  for other in (dict(num_q=2), dict(buffer_size=100), dict(value_network=False,
+                policy_gradient="mixture_reparameterized")):
+    assert shapes(state(**other)) != shapes(state()), other

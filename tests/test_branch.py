@@ -1,0 +1,202 @@
+"""Branches (`LoopConfig.branch_from` / `--branch_from`): a new run that starts from another
+run's checkpoint with this run's settings, through the library API with the tiny Pendulum
+config the recorder tests use.
+
+- a branch with unchanged settings is the source resumed at that step: every metrics row
+  equal (the source's rows up to the step copied, the later ones trained identically);
+- a branch with another per-member value trains on with it from the step (the rows before
+  keep the source's values), and another graph-only setting (the squash term) is taken;
+- the source is only read: its files, checkpoints and a save in progress stay untouched;
+- a branch that has a checkpoint of its own resumes from it without its source;
+- the temperature: with auto_alpha a learned one is kept, otherwise the given one starts;
+- bad branches are refused naming the value (step not held, own directory, another state).
+"""
+
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from cli_util import read_rows
+from sac_jax import agent, checkpoint, loop, recorders
+
+CFG = agent.SACConfig(num_components=2, hidden_sizes=(16, 16), batch_size=16,
+                      buffer_size=1000, start_steps=100)
+TIMING = ("sps", "wall_time")  # the only columns two equal runs may differ in
+
+
+def config(run_dir, total, **kw):
+  kw.setdefault("eval_every", 100)
+  kw.setdefault("checkpoint_every", 100)
+  return loop.LoopConfig("Pendulum-v1", num_members=2, seed=3, total_env_steps=total,
+                         eval_episodes=2, run_dir=run_dir, log_every_s=0, **kw)
+
+
+def train(cfg, lc, hparams=None):
+  return loop.train(cfg, lc, hparams, recorders=recorders.defaults(lc))
+
+
+def untimed(rows):
+  return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+def listing(run_dir):
+  """Every file under `run_dir` with its size and modification time."""
+  out = {}
+  for root, _, files in os.walk(run_dir):
+    for f in files:
+      st = os.stat(os.path.join(root, f))
+      out[os.path.relpath(os.path.join(root, f), run_dir)] = (st.st_size, st.st_mtime_ns)
+  return out
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+  """200 env steps, evaluations at 100 and 200, checkpoints at 100 and 200."""
+  run_dir = str(tmp_path_factory.mktemp("branch") / "source")
+  train(CFG, config(run_dir, 200))
+  return run_dir
+
+
+def copy_run(src, dst):
+  shutil.copytree(src, dst)
+  return dst
+
+
+def test_an_unchanged_branch_is_the_source_resumed_and_leaves_it_untouched(source,
+                                                                            tmp_path):
+  resumed = copy_run(source, str(tmp_path / "resumed"))
+  train(CFG, config(resumed, 300))  # the source extended: resumes at 200
+  # A save of the source in progress (orbax's temporary name): a branch must not clean
+  # it up, as the source's own manager would.
+  pending = os.path.join(source, "checkpoints", "300.orbax-checkpoint-tmp-1764000000000000")
+  os.makedirs(pending)
+  try:
+    before = listing(source)
+    branch = str(tmp_path / "branch")
+    train(CFG, config(branch, 300, branch_from=source, branch_step=200))
+    assert listing(source) == before
+  finally:
+    shutil.rmtree(pending, ignore_errors=True)
+  got, want = read_rows(branch), read_rows(resumed)
+  assert [(r["env_step"], r["member"]) for r in got] == [
+      (str(s), str(m)) for s in (100, 200, 300) for m in (0, 1)]
+  assert untimed(got) == untimed(want)
+  # The copied rows are the source's, timing included.
+  assert got[:4] == read_rows(source)
+  assert os.listdir(os.path.join(branch, "checkpoints")) == ["300"]  # its own, from 200
+
+
+def test_a_branch_trains_on_with_its_own_settings(source, tmp_path):
+  base = str(tmp_path / "same")
+  train(CFG, config(base, 200, branch_from=source, branch_step=100))
+  other = str(tmp_path / "other")
+  hp = agent.Agent(CFG, 3, 1).default_hparams(2)._replace(
+      tau=np.array([0.05, 0.01], np.float32))
+  train(CFG, config(other, 200, branch_from=source, branch_step=100), hp)
+  same, changed = read_rows(base), read_rows(other)
+  assert same[:2] == changed[:2] == read_rows(source)[:2]  # the shared history
+  assert [float(r["tau"]) for r in changed] == [0.01, 0.01, 0.05, 0.01]
+  # Member 0 trained 100 steps with tau 0.05: its value and return differ from the
+  # unchanged branch's; member 1 (tau unchanged) is the same.
+  for col in ("train_v", "eval_return"):
+    assert float(changed[2][col]) != float(same[2][col]), col
+    assert changed[3][col] == same[3][col], col
+  # A graph-only setting (the squash term) may differ from the source's.
+  capped = str(tmp_path / "capped")
+  train(agent.SACConfig(**{**CFG.__dict__, "squash_correction": "capped"}),
+        config(capped, 200, branch_from=source, branch_step=100))
+  rows = read_rows(capped)
+  assert rows[:2] == read_rows(source)[:2]
+  assert rows[2]["train_log_pi"] != same[2]["train_log_pi"]
+
+
+def test_a_branch_with_its_own_checkpoint_resumes_without_its_source(source, tmp_path):
+  src = copy_run(source, str(tmp_path / "src"))
+  branch = str(tmp_path / "branch")
+  train(CFG, config(branch, 200, branch_from=src, branch_step=100))
+  first = read_rows(branch)
+  shutil.rmtree(src)
+  train(CFG, config(branch, 300, branch_from=src, branch_step=100))
+  rows = read_rows(branch)
+  assert rows[:4] == first and [r["env_step"] for r in rows[4:]] == ["300", "300"]
+
+
+@pytest.mark.parametrize("kw, error, match", [
+    (dict(branch_step=150), ValueError,
+     r"branch_step=150: .*source has no checkpoint at that env step; it has 100, 200"),
+    (dict(branch_step=100, hidden=(8,)), checkpoint.IncompatibleCheckpoint,
+     r"cannot branch from .*source at env step 100: .*it holds"),
+    (dict(branch_step=100, hidden=(8, 8)), checkpoint.IncompatibleCheckpoint,
+     r"cannot branch from .*source at env step 100: .*shape"),
+])
+def test_bad_branches_are_refused(source, tmp_path, kw, error, match):
+  cfg = CFG if "hidden" not in kw else agent.SACConfig(
+      **{**CFG.__dict__, "hidden_sizes": kw["hidden"]})
+  run_dir = str(tmp_path / "branch")
+  before = listing(source)
+  with pytest.raises(error, match=match):
+    train(cfg, config(run_dir, 300, branch_from=source, branch_step=kw["branch_step"]))
+  assert listing(source) == before
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(branch_from="x"), "branch_from='x' given without branch_step"),
+    (dict(branch_step=100), "branch_step=100 given without branch_from"),
+    (dict(branch_from="x", branch_step=300), "total_env_steps=300 is not above branch_step"),
+    (dict(branch_from="x", branch_step=0), "branch_step=0: must be >= 1"),
+])
+def test_a_branch_config_is_checked(tmp_path, kw, match):
+  with pytest.raises(ValueError, match=match):
+    config(str(tmp_path / "b"), 300, **kw)
+  with pytest.raises(ValueError, match="needs a run_dir"):
+    config(None, 300, branch_from="x", branch_step=100)
+  with pytest.raises(ValueError, match="is this run's own run_dir"):
+    config(str(tmp_path / "b"), 300, branch_from=str(tmp_path / "b") + "/",
+           branch_step=100)
+
+
+@pytest.mark.parametrize("auto_alpha", [False, True])
+def test_branch_state_takes_the_given_hparams_and_the_temperature_rule(auto_alpha):
+  cfg = agent.SACConfig(num_components=2, hidden_sizes=(8,), auto_alpha=auto_alpha)
+  ag = agent.Agent(cfg, 3, 1)
+  keys = loop.seed_keys([0, 1])
+  restored = ag.init_members(keys, ag.default_hparams(2))
+  # Member 0's temperature was learned in the source (its Adam state stepped), member 1's
+  # was not (a source without auto_alpha: log alpha at its initial value, count 0).
+  opt = restored.alpha_opt_state
+  restored = restored._replace(
+      log_alpha=np.array([-2.0, 0.0], np.float32),
+      alpha_opt_state=opt._replace(count=np.array([7, 0], np.int32),
+                                   mu=np.array([0.3, 0.0], np.float32)))
+  given = ag.init_members(loop.seed_keys([5, 6]),
+                          ag.default_hparams(2)._replace(alpha=np.full(2, 0.5, np.float32),
+                                                         reg=np.full(2, 0.1, np.float32)))
+  out = ag.branch_state(restored, given)
+  np.testing.assert_array_equal(out.hparams.alpha, [0.5, 0.5])
+  np.testing.assert_array_equal(out.hparams.reg, np.full(2, 0.1, np.float32))
+  for a, b in zip(jax.tree.leaves(out.policy_params), jax.tree.leaves(restored.policy_params)):
+    np.testing.assert_array_equal(a, b)  # everything else is the source's
+  np.testing.assert_array_equal(out.key, restored.key)
+  want_log_alpha = [-2.0, np.log(0.5)] if auto_alpha else [np.log(0.5)] * 2
+  np.testing.assert_allclose(out.log_alpha, want_log_alpha, rtol=1e-6)
+  np.testing.assert_array_equal(out.alpha_opt_state.count, [7, 0] if auto_alpha else [0, 0])
+  np.testing.assert_array_equal(out.alpha_opt_state.mu, np.float32([0.3, 0.0]) if auto_alpha
+                                else [0, 0])
+
+
+def test_ddpg_branch_state_takes_the_given_hparams():
+  from sac_jax import ddpg
+  ag = ddpg.DDPGAgent(ddpg.DDPGConfig(hidden_sizes=(8,), buffer_size=100, batch_size=16),
+                      3, 1)
+  restored = ag.init_members(loop.seed_keys([0, 1]))
+  noise = np.float32([0.3, 0.2])
+  given = ag.init_members(loop.seed_keys([5, 6]),
+                          ag.default_hparams(2)._replace(expl_noise=noise))
+  out = ag.branch_state(restored, given)
+  np.testing.assert_array_equal(out.hparams.expl_noise, noise)
+  for a, b in zip(jax.tree.leaves(out._replace(hparams=None)),
+                  jax.tree.leaves(restored._replace(hparams=None))):
+    np.testing.assert_array_equal(a, b)
