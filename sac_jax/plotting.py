@@ -95,10 +95,11 @@ def has_column(csv_path: str, column: str) -> bool:
 
 
 def plot_groups(groups: dict[str, tuple[np.ndarray, np.ndarray]], out_path: str,
-                title: str = "") -> None:
+                title: str = "", mark: tuple[int, str] | None = None) -> None:
   """One curve per group: the mean over its members (thick) with a min-max band, drawn
   where every member has a return; after a member stops (diverged), an x marks the end of
-  the mean and the members that go on are drawn as thin lines."""
+  the mean and the members that go on are drawn as thin lines. `mark`: (env step, text),
+  a dotted vertical line (a branch's start)."""
   fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=110)
   try:
     if groups:
@@ -127,19 +128,21 @@ def plot_groups(groups: dict[str, tuple[np.ndarray, np.ndarray]], out_path: str,
       ax.legend(fontsize=7, loc="best", ncol=2 if len(groups) > 6 else 1,
                 title="mean over seeds, band: min-max" +
                       (f"\n{STOP_RULE}" if stopped_any else ""), title_fontsize=7)
-    _finish(fig, ax, title, out_path)
+    _finish(fig, ax, title, out_path, mark)
   finally:
     plt.close(fig)
 
 
 def plot_curves(csv_path: str, out_path: str, title: str = "",
-                labels: Sequence[str] | None = None) -> None:
+                labels: Sequence[str] | None = None,
+                mark: tuple[int, str] | None = None) -> None:
   """Draws the curves of `csv_path` into `out_path` (PNG), atomically.
 
-  With a `setting` column (a sweep): one curve per setting (`plot_groups`).
+  With a `setting` column (a sweep): one curve per setting (`plot_groups`). `mark`: (env
+  step, text), drawn as a dotted vertical line (a branch's start).
   """
   if has_column(csv_path, "setting"):
-    plot_groups(read_groups(csv_path), out_path, title)
+    plot_groups(read_groups(csv_path), out_path, title, mark)
     return
   steps, curves = read_curves(csv_path)
   diverged = read_diverged(csv_path) if has_column(csv_path, "diverged_at_step") else {}
@@ -165,7 +168,7 @@ def plot_curves(csv_path: str, out_path: str, title: str = "",
       ax.legend(fontsize=7, loc="best", ncol=2 if len(curves) > 6 else 1,
                 title=STOP_RULE if (diverged or stop is not None) else None,
                 title_fontsize=7)
-    _finish(fig, ax, title, out_path)
+    _finish(fig, ax, title, out_path, mark)
   finally:
     plt.close(fig)
 
@@ -248,11 +251,17 @@ def _stop_index(y: np.ndarray) -> int | None:
   return int(np.flatnonzero(finite)[-1])
 
 
-def _finish(fig, ax, title: str, out_path: str) -> None:
-  """Labels, title, grid, the empty-plot notice, then an atomic save."""
+def _finish(fig, ax, title: str, out_path: str,
+            mark: tuple[int, str] | None = None) -> None:
+  """Labels, title, grid, the empty-plot notice, the mark, then an atomic save."""
   if not ax.lines:
     ax.text(0.5, 0.5, "no evaluation yet", ha="center", va="center",
             transform=ax.transAxes)
+  if mark is not None:
+    ax.axvline(mark[0], color="0.35", ls=":", lw=1.2)
+    ax.annotate(f"{mark[1]} at {mark[0]:,}", xy=(mark[0], 1.0),
+                xycoords=("data", "axes fraction"), xytext=(3, -3),
+                textcoords="offset points", ha="left", va="top", fontsize=7, color="0.3")
   ax.set_xlabel("env steps (per member)")
   ax.set_ylabel("evaluation return (deterministic)")
   ax.set_title(title, fontsize=9)

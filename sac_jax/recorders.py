@@ -503,8 +503,11 @@ class RunDirectory(Recorder):
     if self.lc.member_columns and "setting" not in self.lc.member_columns[0]:
       labels = [f"{i}: " + ", ".join(f"{k}={v}" for k, v in c.items())
                 for i, c in enumerate(self.lc.member_columns)]
+    mark = None if self.branch_from is None else (
+        self.branch_step,
+        f"branched from {os.path.basename(os.path.normpath(self.branch_from))}")
     plotting.plot_curves(self.csv.path, os.path.join(self.dir, rundir.CURVES),
-                         title=self.tag, labels=labels)
+                         title=self.tag, labels=labels, mark=mark)
 
   def summary(self, env_step: int, wall_time: float, sps: float, complete: bool
               ) -> dict | None:
@@ -555,6 +558,8 @@ def build_summary(lc: LoopConfig, rows: Sequence[dict], env_step: int, wall_time
       final_return_members=len(finals),
       num_diverged=len(diverged), diverged=diverged,
       members=per_member)
+  if lc.branch_from is not None:  # its rows up to the step are the source's
+    summary["branched_from"] = dict(run_dir=lc.branch_from, env_step=lc.branch_step)
   if lc.member_columns and "setting" in lc.member_columns[0]:
     summary["settings"] = rank_settings(per_member)
   return summary

@@ -12,6 +12,7 @@ config the recorder tests use.
 - bad branches are refused naming the value (step not held, own directory, another state).
 """
 
+import json
 import os
 import shutil
 
@@ -87,6 +88,10 @@ def test_an_unchanged_branch_is_the_source_resumed_and_leaves_it_untouched(sourc
   # The copied rows are the source's, timing included.
   assert got[:4] == read_rows(source)
   assert os.listdir(os.path.join(branch, "checkpoints")) == ["300"]  # its own, from 200
+  with open(os.path.join(branch, "summary.json")) as f:
+    assert json.load(f)["branched_from"] == dict(run_dir=source, env_step=200)
+  with open(os.path.join(resumed, "summary.json")) as f:
+    assert "branched_from" not in json.load(f)
 
 
 def test_a_branch_trains_on_with_its_own_settings(source, tmp_path):

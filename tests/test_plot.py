@@ -95,3 +95,20 @@ def test_the_command_line(tmp_path, capsys):
   err = capsys.readouterr().err
   assert "q_loss not in" in err and err.count("\n") == 1
   assert not (tmp_path / "y.png").exists()
+
+
+@pytest.mark.parametrize("setting", [None, {0: "tau=0.01", 1: "tau=0.1"}])
+def test_a_branch_start_is_marked_on_the_curves(tmp_path, monkeypatch, setting):
+  """curves.png of a branch: a vertical line at the step, its label beside it (plain
+  curves and a sweep's)."""
+  path = _write(tmp_path / "metrics.csv", ROWS, setting=setting)
+  drawn = []
+  monkeypatch.setattr(plotting, "save", lambda fig, out: drawn.append(fig))
+  plotting.plot_curves(path, str(tmp_path / "c.png"), mark=(2000, "branched from src"))
+  plotting.plot_curves(path, str(tmp_path / "c.png"))
+  marked, plain = (fig.axes[0] for fig in drawn)
+  vertical = [l for l in marked.get_lines() if list(l.get_xdata()) == [2000, 2000]]
+  assert len(vertical) == 1 and vertical[0].get_linestyle() == ":"
+  assert [t.get_text() for t in marked.texts] == ["branched from src at 2,000"]
+  assert not [l for l in plain.get_lines() if list(l.get_xdata()) == [2000, 2000]]
+  assert not plain.texts
