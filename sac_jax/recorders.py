@@ -620,7 +620,8 @@ def finalize(sac_config: agent_lib.SACConfig, lc: LoopConfig) -> dict | None:
   ag = learners.make(sac_config, obs_dim, act_dim)
   hp = ag.default_hparams(lc.num_members)
   place = parallel.Placement(lc.num_members, devices_for(lc))
-  out = RunDirectory(lc.run_dir, max_to_keep=lc.max_to_keep, handle_signals=False)
+  out = RunDirectory(lc.run_dir, max_to_keep=lc.max_to_keep, handle_signals=False,
+                     branch_from=lc.branch_from, branch_step=lc.branch_step)
   out.start(RunInfo(sac_config, lc, hp, ag.metric_names(), place))
   try:
     step = out.ckpt.latest_step() or 0

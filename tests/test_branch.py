@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from cli_util import read_rows
-from sac_jax import agent, checkpoint, loop, recorders
+from sac_jax import agent, checkpoint, loop, plotting, recorders
 
 CFG = agent.SACConfig(num_components=2, hidden_sizes=(16, 16), batch_size=16,
                       buffer_size=1000, start_steps=100)
@@ -66,8 +66,8 @@ def copy_run(src, dst):
   return dst
 
 
-def test_an_unchanged_branch_is_the_source_resumed_and_leaves_it_untouched(source,
-                                                                            tmp_path):
+def test_an_unchanged_branch_is_the_source_resumed_and_leaves_it_untouched(
+    source, tmp_path, monkeypatch):
   resumed = copy_run(source, str(tmp_path / "resumed"))
   train(CFG, config(resumed, 300))  # the source extended: resumes at 200
   # A save of the source in progress (orbax's temporary name): a branch must not clean
@@ -92,6 +92,12 @@ def test_an_unchanged_branch_is_the_source_resumed_and_leaves_it_untouched(sourc
     assert json.load(f)["branched_from"] == dict(run_dir=source, env_step=200)
   with open(os.path.join(resumed, "summary.json")) as f:
     assert "branched_from" not in json.load(f)
+  # A complete branch's files redrawn (a rerun): the figure still marks the step.
+  drawn = []
+  monkeypatch.setattr(plotting, "save", lambda fig, out: drawn.append(fig))
+  recorders.finalize(CFG, config(branch, 300, branch_from=source, branch_step=200))
+  (ax,) = drawn[0].axes
+  assert [t.get_text() for t in ax.texts] == ["branched from source at 200"]
 
 
 def test_a_branch_trains_on_with_its_own_settings(source, tmp_path):

@@ -142,6 +142,8 @@ def test_a_branch_from_the_cli(finished_run, tmp_path):
   assert sorted(os.listdir(os.path.join(run_dir, "checkpoints"))) == ckpts
   again = run_cli(f"--flagfile={os.path.join(branch, 'flags.txt')}")
   assert again.returncode == 0 and "is complete" in again.stdout, again.stderr[-2000:]
+  with open(os.path.join(branch, "summary.json")) as f:  # rewritten by the rerun
+    assert json.load(f)["branched_from"] == dict(run_dir=run_dir, env_step=200)
 
 
 @pytest.mark.parametrize("extra, says", [
