@@ -29,7 +29,7 @@ import numpy as np
 # holds and lookup checks the seeds a claim needs (so seeds trained by another process, a
 # later --first_seed, join the same archived run: `add`).
 NOT_CONFIG = frozenset({"run_dir", "log_every_s", "checkpoint_every", "max_to_keep",
-                        "num_seeds", "seed"})
+                        "keep_every", "num_seeds", "seed"})
 
 
 def resolve(argv: Sequence[str], cwd: str) -> dict[str, str]:

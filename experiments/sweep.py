@@ -56,6 +56,7 @@ flags.DEFINE_integer("parallel", 1, "grid points run at once (separate processes
 ALIASES = {"K": "num_components", "G": "grad_steps", "hidden": "hidden_sizes"}
 # run.py flags that make no sense as a grid axis.
 NOT_GRIDDABLE = ("run_dir", "sweep", "log_every_s", "checkpoint_every", "max_to_keep",
+                 "keep_every",
                  "total_env_steps", "eval_every", "eval_episodes", "num_devices")
 GRID_FILE = "grid.json"
 FLAGS_FILE = "sweep_flags.txt"

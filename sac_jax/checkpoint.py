@@ -38,21 +38,25 @@ logging.getLogger("absl").setLevel(logging.WARNING)
 
 
 class Checkpointer:
-  """Saves and restores (tree, host dict) pairs by env step; keeps the newest `max_to_keep`.
+  """Saves and restores (tree, host dict) pairs by env step; keeps the newest `max_to_keep`
+  and, with `keep_every`, every one whose step is a multiple of it.
 
   `read_only`: another run's checkpoints (a branch's source, perhaps still training):
   nothing in the directory is created, removed or cleaned up (not even the temporary
   directory of a save in progress), and `save` is refused.
   """
 
-  def __init__(self, directory: str, max_to_keep: int = 2, read_only: bool = False):
+  def __init__(self, directory: str, max_to_keep: int = 2, read_only: bool = False,
+               keep_every: int = 0):
     self.directory = os.path.abspath(directory)
     self.max_to_keep = max_to_keep
+    self.keep_every = keep_every
     self.read_only = read_only
     self._open()
 
   def _open(self) -> None:
     options = ocp.CheckpointManagerOptions(max_to_keep=self.max_to_keep,
+                                           keep_period=self.keep_every or None,
                                            create=not self.read_only,
                                            read_only=self.read_only,
                                            enable_async_checkpointing=False,

@@ -32,11 +32,12 @@ class LoopConfig:
   eval_every: int = 1000
   eval_episodes: int = 10
   async_envs: bool = False
-  # The next seven only configure the default recorders (`train(..., recorders=None)`,
+  # The next eight only configure the default recorders (`train(..., recorders=None)`,
   # sac_jax.recorders.defaults): with recorders given, the loop ignores them.
   run_dir: str | None = None       # None: no files, no checkpoints, no resume
   checkpoint_every: int = 0        # env steps between checkpoints; 0: only at the end
   max_to_keep: int = 2             # checkpoints kept
+  keep_every: int = 0              # also kept: checkpoints at multiples of this (0: none)
   log_every_s: float = 5.0         # progress line period; <= 0: no progress lines
   title: str = ""                  # for the plot and progress lines
   # Start a new run from another run's checkpoint (its run_dir, the env step of one of

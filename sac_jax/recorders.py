@@ -85,7 +85,8 @@ def defaults(lc: LoopConfig) -> list:
   tag = lc.title or lc.env_id
   if lc.run_dir is not None:
     out.append(RunDirectory(lc.run_dir, checkpoint_every=lc.checkpoint_every,
-                            max_to_keep=lc.max_to_keep, title=tag,
+                            max_to_keep=lc.max_to_keep, keep_every=lc.keep_every,
+                            title=tag,
                             verbose=lc.log_every_s > 0, branch_from=lc.branch_from,
                             branch_step=lc.branch_step))
   out.append(Progress(tag, every_s=lc.log_every_s,
@@ -269,7 +270,8 @@ class RunDirectory(Recorder):
   def __init__(self, run_dir: str, checkpoint_every: int = 0, max_to_keep: int = 2,
                title: str = "", verbose: bool = True, handle_signals: bool = True,
                plot: bool = True, plot_every_s: float = PLOT_EVERY_S,
-               branch_from: str | None = None, branch_step: int | None = None):
+               branch_from: str | None = None, branch_step: int | None = None,
+               keep_every: int = 0):
     if (branch_from is None) != (branch_step is None):
       raise ValueError(f"branch_from={branch_from!r}, branch_step={branch_step!r}: give "
                        "both (the source run's directory and its checkpoint's env step) "
@@ -280,6 +282,7 @@ class RunDirectory(Recorder):
     self.dir = run_dir
     self.branch_from, self.branch_step = branch_from, branch_step
     self.checkpoint_every, self.max_to_keep = checkpoint_every, max_to_keep
+    self.keep_every = keep_every
     self.title, self.verbose = title, verbose
     self.handle_signals, self.draw = handle_signals, plot
     self.plot_every_s = plot_every_s
@@ -313,7 +316,8 @@ class RunDirectory(Recorder):
                     for p in range(self.num_processes)]
     self.part = self.parts[jax.process_index()]
     self.ckpt = checkpoint_lib.Checkpointer(os.path.join(self.dir, rundir.CHECKPOINTS),
-                                            self.max_to_keep)
+                                            self.max_to_keep,
+                                            keep_every=self.keep_every)
     self.signals = _Signals(self.handle_signals)
     self.saved_step: int | None = None
     self.rate_t0 = self.rate_step0 = None

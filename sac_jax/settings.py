@@ -277,6 +277,10 @@ SETTINGS: tuple[Setting, ...] = (
             "(0: only at the end and on SIGINT/SIGTERM)", resumable=True,
             rule=Rule(lambda n: n >= 0, ">= 0 (0: only at the end)")),
     Setting("max_to_keep", "int", 2, "checkpoints kept", resumable=True, rule=at_least(1)),
+    Setting("keep_every", "int", 0, "also keep every checkpoint whose env step is a multiple "
+            "of this, beside the newest --max_to_keep (0: none): states a later branch "
+            "(--branch_from) can start from", resumable=True,
+            rule=Rule(lambda n: n >= 0, ">= 0 (0: none)")),
     Setting("run_dir", "str", None, "output directory (default runs/<env_id>-<timestamp>)",
             resumable=True),
     Setting("branch_from", "str", None, "start from another run's checkpoint: the source "

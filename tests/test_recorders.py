@@ -141,6 +141,16 @@ def test_resume_with_other_hparams_is_refused(finished, tmp_path):
   assert keys(read_rows(run_dir)) == keys(read_rows(finished[0]))
 
 
+def test_keep_every_keeps_the_multiples_beside_the_newest(finished, tmp_path):
+  """max_to_keep=1, keep_every=200: the newest checkpoint and every multiple of 200 stay
+  (the states a later branch can start from); the others go."""
+  run_dir = copy_run(finished, tmp_path)  # checkpoints 100 and 150
+  lc = config(run_dir, 500, max_to_keep=1, keep_every=200)
+  loop.train(CFG, lc, recorders=recorders.defaults(lc))
+  assert sorted(map(int, os.listdir(os.path.join(run_dir, "checkpoints")))) == [
+      200, 400, 500]
+
+
 def test_resume_with_other_shapes_is_refused_and_moves_nothing_aside(finished, tmp_path):
   """Another replay capacity: the checkpoint is readable, only not this run's shapes; it
   is refused naming the array, not set aside as damaged."""

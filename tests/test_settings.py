@@ -111,7 +111,7 @@ def test_hparams_fields_are_the_per_member_settings_and_configs_share_their_defa
   assert set(settings.fields_from(loop.LoopConfig, defaults())) == {
       "env_id", "seed", "total_env_steps", "eval_every", "eval_episodes", "async_envs",
       "overlap", "run_dir", "checkpoint_every", "max_to_keep", "log_every_s", "num_devices",
-      "branch_from", "branch_step"}
+      "branch_from", "branch_step", "keep_every"}
   assert {f.name for f in dataclasses.fields(loop.LoopConfig)} - set(settings.BY_NAME) == {
       "num_members", "title", "member_columns", "member_seeds"}
 
@@ -165,6 +165,7 @@ RULES = [
     ("eval_episodes", 0, "eval_episodes=0: must be >= 1", [1]),
     ("checkpoint_every", -1, "checkpoint_every=-1: must be >= 0 (0: only at the end)", [0]),
     ("max_to_keep", 0, "max_to_keep=0: must be >= 1", [1]),
+    ("keep_every", -1, "keep_every=-1: must be >= 0 (0: none)", [0, 1]),
     ("branch_from", "", "branch_from='': must be a run directory (not empty)", ["r", None]),
     ("branch_step", 0, "branch_step=0: must be >= 1", [1, None]),
     ("num_devices", -1, "num_devices=-1: must be >= 0 (0: all)", [0]),
