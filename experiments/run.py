@@ -350,8 +350,8 @@ def check_branch(v: dict) -> None:
   if step not in steps:
     raise UsageError(f"branch_step={step}: {src} has no checkpoint at that env step; it "
                      "has " + (", ".join(map(str, steps)) or "none") +
-                     " (a run keeps its newest --max_to_keep checkpoints, and with --keep_every=N those "
-                     "at multiples of N)")
+                     " (a run keeps its newest --max_to_keep checkpoints, and with "
+                     "--keep_every=N those at multiples of N)")
 
 
 def write_run_files(v: dict) -> None:
