@@ -7,7 +7,7 @@ config the recorder tests use.
 - a branch with another per-member value trains on with it from the step (the rows before
   keep the source's values), and another graph-only setting (the squash term) is taken;
 - the source is only read: its files, checkpoints and a save in progress stay untouched;
-- a branch that has a checkpoint of its own resumes from it without its source;
+- a branch that has a checkpoint of its own resumes from it without its source (deleted);
 - the temperature: with auto_alpha a learned one is kept, otherwise the given one starts;
 - bad branches are refused naming the value (step not held, own directory, another state).
 """
@@ -66,38 +66,40 @@ def copy_run(src, dst):
   return dst
 
 
-def test_an_unchanged_branch_is_the_source_resumed_and_leaves_it_untouched(
+def test_an_unchanged_branch_is_the_source_resumed_and_needs_it_only_to_start(
     source, tmp_path, monkeypatch):
   resumed = copy_run(source, str(tmp_path / "resumed"))
   train(CFG, config(resumed, 300))  # the source extended: resumes at 200
+  src = copy_run(source, str(tmp_path / "src"))
   # A save of the source in progress (orbax's temporary name): a branch must not clean
   # it up, as the source's own manager would.
-  pending = os.path.join(source, "checkpoints", "300.orbax-checkpoint-tmp-1764000000000000")
-  os.makedirs(pending)
-  try:
-    before = listing(source)
-    branch = str(tmp_path / "branch")
-    train(CFG, config(branch, 300, branch_from=source, branch_step=200))
-    assert listing(source) == before
-  finally:
-    shutil.rmtree(pending, ignore_errors=True)
+  os.makedirs(os.path.join(src, "checkpoints", "300.orbax-checkpoint-tmp-1764000000000000"))
+  before = listing(src)
+  branch = str(tmp_path / "branch")
+  train(CFG, config(branch, 300, branch_from=src, branch_step=200))
+  assert listing(src) == before
   got, want = read_rows(branch), read_rows(resumed)
   assert [(r["env_step"], r["member"]) for r in got] == [
       (str(s), str(m)) for s in (100, 200, 300) for m in (0, 1)]
   assert untimed(got) == untimed(want)
   # The copied rows are the source's, timing included.
-  assert got[:4] == read_rows(source)
+  assert got[:4] == read_rows(src)
   assert os.listdir(os.path.join(branch, "checkpoints")) == ["300"]  # its own, from 200
   with open(os.path.join(branch, "summary.json")) as f:
-    assert json.load(f)["branched_from"] == dict(run_dir=source, env_step=200)
+    assert json.load(f)["branched_from"] == dict(run_dir=src, env_step=200)
   with open(os.path.join(resumed, "summary.json")) as f:
     assert "branched_from" not in json.load(f)
   # A complete branch's files redrawn (a rerun): the figure still marks the step.
   drawn = []
   monkeypatch.setattr(plotting, "save", lambda fig, out: drawn.append(fig))
-  recorders.finalize(CFG, config(branch, 300, branch_from=source, branch_step=200))
+  recorders.finalize(CFG, config(branch, 300, branch_from=src, branch_step=200))
   (ax,) = drawn[0].axes
-  assert [t.get_text() for t in ax.texts] == ["branched from source at 200"]
+  assert [t.get_text() for t in ax.texts] == ["branched from src at 200"]
+  # With a checkpoint of its own the branch resumes from it: its source is not needed.
+  shutil.rmtree(src)
+  train(CFG, config(branch, 400, branch_from=src, branch_step=200))
+  rows = read_rows(branch)
+  assert rows[:6] == got and [r["env_step"] for r in rows[6:]] == ["400", "400"]
 
 
 def test_a_branch_trains_on_with_its_own_settings(source, tmp_path):
@@ -115,24 +117,7 @@ def test_a_branch_trains_on_with_its_own_settings(source, tmp_path):
   for col in ("train_v", "eval_return"):
     assert float(changed[2][col]) != float(same[2][col]), col
     assert changed[3][col] == same[3][col], col
-  # A graph-only setting (the squash term) may differ from the source's.
-  capped = str(tmp_path / "capped")
-  train(agent.SACConfig(**{**CFG.__dict__, "squash_correction": "capped"}),
-        config(capped, 200, branch_from=source, branch_step=100))
-  rows = read_rows(capped)
-  assert rows[:2] == read_rows(source)[:2]
-  assert rows[2]["train_log_pi"] != same[2]["train_log_pi"]
-
-
-def test_a_branch_with_its_own_checkpoint_resumes_without_its_source(source, tmp_path):
-  src = copy_run(source, str(tmp_path / "src"))
-  branch = str(tmp_path / "branch")
-  train(CFG, config(branch, 200, branch_from=src, branch_step=100))
-  first = read_rows(branch)
-  shutil.rmtree(src)
-  train(CFG, config(branch, 300, branch_from=src, branch_step=100))
-  rows = read_rows(branch)
-  assert rows[:4] == first and [r["env_step"] for r in rows[4:]] == ["300", "300"]
+  # (A graph-only setting, the squash term, branched end to end: test_cli.)
 
 
 @pytest.mark.parametrize("kw, error, match", [

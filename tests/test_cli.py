@@ -151,21 +151,15 @@ def test_a_branch_from_the_cli(finished_run, tmp_path):
      "(hidden_sizes=['16', '16'] in the source vs ['32', '32'] now)"),
     (["--branch_step=100"], "branch_step=100: {src} has no checkpoint at that env step; it "
      "has 200, 400"),
-    (["--total_env_steps=200"], "total_env_steps=200 is not above branch_step=200"),
-    (["--branch_from="], "branch_from='': must be a run directory (not empty)"),
-    (["--noflag"], "branch_step=200 given without branch_from"),
     (["--branch_from={src}", "--run_dir={src}"], "branch_from={src!r} is this run's own "
      "run_dir"),
     (["--branch_from={tmp}"], "branch_from={tmp!r}: no run.json there"),
-])
+])  # the rules between the branch settings alone: test_settings and test_branch
 def test_bad_branches_are_one_line(finished_run, tmp_path, extra, says):
   run_dir, _, _ = finished_run
   fill = lambda x: x.format(src=run_dir, tmp=str(tmp_path))
   branch = str(tmp_path / "branch")
-  args = branch_args(run_dir, branch)
-  if extra == ["--noflag"]:  # no --branch_from at all
-    args, extra = [a for a in args if not a.startswith("--branch_from")], []
-  proc = run_cli(*args, *map(fill, extra))
+  proc = run_cli(*branch_args(run_dir, branch), *map(fill, extra))
   assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
   line = proc.stderr.strip().splitlines()[-1]
   assert line == "error: " + fill(says) or line.startswith("error: " + fill(says)), line
