@@ -44,9 +44,11 @@ def untimed(rows):
 
 
 def listing(run_dir):
-  """Every file under `run_dir` with its size and modification time."""
+  """Every directory and file under `run_dir`, a file with its size and modification
+  time."""
   out = {}
-  for root, _, files in os.walk(run_dir):
+  for root, dirs, files in os.walk(run_dir):
+    out.update({os.path.relpath(os.path.join(root, d), run_dir): None for d in dirs})
     for f in files:
       st = os.stat(os.path.join(root, f))
       out[os.path.relpath(os.path.join(root, f), run_dir)] = (st.st_size, st.st_mtime_ns)
