@@ -258,10 +258,13 @@ def _finish(fig, ax, title: str, out_path: str,
     ax.text(0.5, 0.5, "no evaluation yet", ha="center", va="center",
             transform=ax.transAxes)
   if mark is not None:
+    lo, hi = ax.get_xlim()
+    right = mark[0] > (lo + hi) / 2  # the label on the side with room, inside the axes
     ax.axvline(mark[0], color="0.35", ls=":", lw=1.2)
-    ax.annotate(f"{mark[1]} at {mark[0]:,}", xy=(mark[0], 1.0),
-                xycoords=("data", "axes fraction"), xytext=(3, -3),
-                textcoords="offset points", ha="left", va="top", fontsize=7, color="0.3")
+    ax.annotate(f"{mark[1]} at {mark[0]:,}", xy=(mark[0], 0.0),
+                xycoords=("data", "axes fraction"), xytext=(-3 if right else 3, 3),
+                textcoords="offset points", ha="right" if right else "left",
+                va="bottom", fontsize=7, color="0.3")
   ax.set_xlabel("env steps (per member)")
   ax.set_ylabel("evaluation return (deterministic)")
   ax.set_title(title, fontsize=9)
