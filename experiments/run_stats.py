@@ -21,6 +21,14 @@ train_entropy, train_q_loss, train_abs_u, ..., or any other), one markdown table
 per member (its setting and seed) and a column per window of STEPS env steps, [0, STEPS),
 [STEPS, 2 STEPS), ... (labelled by its start), holding the median of that member's values
 in the window (an empty cell: none there, e.g. before the first update).
+
+    python -m experiments.run_stats RUN_DIR [RUN_DIR ...] --drop=FROM,BY [--fraction=0.5]
+
+Whether members held what they had (a collapse's count): for each member, its level at
+FROM (the mean of its last 3 evaluations up to FROM), the lowest running mean of 3
+consecutive evaluations ending in (FROM, BY] and where, and whether that running mean fell
+below FRACTION x the level (the first step it did); then how many of the members fell.
+A member whose level is <= 0 (it had not learned) is not judged.
 """
 
 from __future__ import annotations
@@ -140,7 +148,7 @@ def _number(x: float) -> str:
 
 def _steps(n: int) -> str:
   """0, 5k, 900k, 1M, 1.1M, 2.25M; other counts as they are."""
-  if n >= 1_000_000 and n % 10_000 == 0:
+  if n >= 1_000_000 and n % 1000 == 0:
     return f"{n / 1e6:g}M"
   return f"{n // 1000}k" if n and n % 1000 == 0 else str(n)
 
@@ -165,6 +173,66 @@ def window_tables(run_dir: str, columns: list[str], window: int) -> list[str]:
   return lines
 
 
+def drops(rows: list[dict], start: int, end: int, fraction: float) -> list[dict]:
+  """Per member (in order): its level at `start` (the mean of its last LAST evaluations up
+  to it), the lowest running mean of LAST evaluations ending in (start, end] and its step,
+  the first step that running mean is below `fraction` x the level (None: never), and
+  whether it is judged (a level > 0). Empty returns (a frozen member's) are skipped."""
+  curves: dict[int, tuple[str, int, list[tuple[int, float]]]] = {}
+  for r in rows:
+    m = int(r["member"])
+    _, _, points = curves.setdefault(m, (r.get("setting") or "", int(r["seed"]), []))
+    if r.get("eval_return", "") not in ("", None):
+      points.append((int(r["env_step"]), float(r["eval_return"])))
+  out = []
+  for m, (setting, seed, points) in sorted(curves.items()):
+    points.sort()
+    steps = [t for t, _ in points]
+    values = np.array([x for _, x in points])
+    running = [float(values[max(0, k - LAST + 1):k + 1].mean()) for k in range(len(values))]
+    before = [k for k, t in enumerate(steps) if t <= start]
+    level = running[before[-1]] if before else None
+    after = [k for k, t in enumerate(steps) if start < t <= end]
+    low = min(after, key=lambda k: running[k]) if after else None
+    judged = level is not None and level > 0 and bool(after)
+    fell = next((steps[k] for k in after if running[k] < fraction * level), None) \
+        if judged else None
+    out.append(dict(setting=setting, member=m, seed=seed, level=level,
+                    lowest=None if low is None else running[low],
+                    lowest_at=None if low is None else steps[low], fell_at=fell,
+                    judged=judged))
+  return out
+
+
+def drop_table(run_dir: str, start: int, end: int, fraction: float) -> list[str]:
+  """The markdown lines of one run's --drop table and its count."""
+  with open(os.path.join(run_dir, "metrics.csv"), newline="") as f:
+    rows = list(csv.DictReader(f))
+  run = os.path.basename(os.path.normpath(run_dir))
+  found = drops(rows, start, end, fraction)
+  lines = [f"{run}: level at {_steps(start)} (mean of the last {LAST} evaluations) and the "
+           f"lowest running mean of {LAST} in ({_steps(start)}, {_steps(end)}]; fell: below "
+           f"{fraction:g} x the level", "",
+           f"| member (seed) | level at {_steps(start)} | lowest (at) | fell below "
+           f"{fraction:g} x level at |", "|---|---|---|---|"]
+  for d in found:
+    label = f"{d['setting'] + ' ' if d['setting'] else ''}{d['member']} ({d['seed']})"
+    level = "none" if d["level"] is None else _number(d["level"])
+    lowest = ("no evaluation" if d["lowest"] is None
+              else f"{_number(d['lowest'])} ({_steps(d['lowest_at'])})")
+    fell = ("not judged (level <= 0 or no evaluation)" if not d["judged"] else
+            _steps(d["fell_at"]) if d["fell_at"] is not None else "no")
+    lines.append(f"| {label} | {level} | {lowest} | {fell} |")
+  judged = [d for d in found if d["judged"]]
+  fell = sum(d["fell_at"] is not None for d in judged)
+  reach = max((int(r["env_step"]) for r in rows), default=None)
+  lines += ["", f"{fell} of {len(judged)} judged members fell below {fraction:g} x their "
+                f"level at {_steps(start)} by {_steps(end)}" + (
+                    f" (the run's evaluations reach {_steps(reach)} only)"
+                    if reach is not None and reach < end else ""), ""]
+  return lines
+
+
 def _row(s: dict) -> str:
   fmt = lambda x: f"{x:,.0f}"
   lp = ("n/a" if s["log_pi_median"] is None else
@@ -177,7 +245,7 @@ def _row(s: dict) -> str:
           f"{fmt(s['auc_mean'])} | {fmt(s['best_mean'])} | {lp} | {against} |")
 
 
-OPTIONS = ("--by_window", "--metrics")
+OPTIONS = ("--by_window", "--metrics", "--drop", "--fraction")
 
 
 def _refuse(message: str) -> None:
@@ -202,7 +270,8 @@ def main(argv: list[str]) -> None:
       opts[name] = value
   if not dirs:
     print("usage: python -m experiments.run_stats RUN_DIR [RUN_DIR ...] "
-          "[--by_window=STEPS --metrics=COL,...]", file=sys.stderr)
+          "[--by_window=STEPS --metrics=COL,... | --drop=FROM,BY [--fraction=F]]",
+          file=sys.stderr)
     sys.exit(2)
   for d in dirs:  # every directory checked before any is read (windows need metrics.csv only)
     if not (os.path.isfile(os.path.join(d, "metrics.csv")) and (opts or any(
@@ -210,8 +279,25 @@ def main(argv: list[str]) -> None:
       print(f"run_stats: {d!r} is not a run directory (needs metrics.csv"
             + ("" if opts else ", and summary.json or run.json") + ")", file=sys.stderr)
       sys.exit(2)
+  if "--drop" in opts or "--fraction" in opts:
+    if "--drop" not in opts or set(opts) - {"--drop", "--fraction"}:
+      _refuse("--drop=FROM,BY (with --fraction=F, default 0.5) goes alone")
+    parts = opts["--drop"].split(",")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts) or int(parts[0]) >= int(
+        parts[1]):
+      _refuse(f"--drop={opts['--drop']!r}: two env steps FROM,BY with FROM < BY, e.g. "
+              "--drop=1000000,1600000")
+    try:
+      fraction = float(opts.get("--fraction", "0.5"))
+    except ValueError:
+      fraction = float("nan")
+    if not 0 < fraction < 1:
+      _refuse(f"--fraction={opts['--fraction']!r}: a number in (0, 1)")
+    for d in dirs:
+      print("\n".join(drop_table(d, int(parts[0]), int(parts[1]), fraction)))
+    return
   if opts:
-    if set(opts) != set(OPTIONS):
+    if set(opts) != {"--by_window", "--metrics"}:
       _refuse("--by_window=STEPS and --metrics=COL,... go together")
     window = opts["--by_window"]
     if not window.isdigit() or int(window) < 1:

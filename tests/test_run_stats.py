@@ -145,3 +145,65 @@ def test_window_command_prints_a_table_per_column_and_refuses_bad_options(tmp_pa
     assert out.returncode == 2 and out.stdout == "", bad
     assert out.stderr.startswith("error: ") and says in out.stderr, (bad, out.stderr)
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def _write_drops(tmp_path):
+  """Evaluations at 1k..8k (FROM = 4k, BY = 7k) of four members, rows out of order:
+  member 0 (seed 3): 90, 100, 110, 100 | 60, 30, 30 | 0: level 103.33 (the last 3 up to
+  4k: 100, 110, 100), running means after 4k: 90 (5k), 63.3 (6k), 40 (7k): below half
+  (51.67) first at 7k, not at 6k's single 30; the 0 at 8k is past BY.
+  member 1 (seed 4): 100 x 4 | 10, 100, 100 | -: one bad evaluation, running means 70,
+  70, 70: never below 50: held. Its 8k row is empty (frozen): skipped.
+  member 2 (seed 5): -5 x 4 | ...: level <= 0, not judged.
+  member 3 (seed 6): no evaluation up to 4k (all empty): not judged."""
+  d = tmp_path / "d"
+  d.mkdir()
+  returns = {0: [90, 100, 110, 100, 60, 30, 30, 0], 1: [100, 100, 100, 100, 10, 100, 100, ""],
+             2: [-5, -5, -5, -5, -50, -50, -50, -50], 3: ["", "", "", "", "", 1, 1, 1]}
+  with open(d / "metrics.csv", "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["env_step", "member", "seed", "eval_return"])
+    for k in reversed(range(8)):
+      for m, xs in returns.items():
+        w.writerow([1000 * (k + 1), m, 3 + m, xs[k]])
+  return str(d)
+
+
+def test_drops_are_the_known_ones(tmp_path):
+  with open(f"{_write_drops(tmp_path)}/metrics.csv", newline="") as f:
+    rows = list(csv.DictReader(f))
+  got = run_stats.drops(rows, 4000, 7000, 0.5)
+  assert [(d["member"], d["seed"], d["judged"], d["fell_at"]) for d in got] == [
+      (0, 3, True, 7000), (1, 4, True, None), (2, 5, False, None), (3, 6, False, None)]
+  assert got[0]["level"] == pytest.approx(310 / 3)
+  assert (got[0]["lowest"], got[0]["lowest_at"]) == (pytest.approx(40.0), 7000)
+  assert (got[1]["lowest"], got[1]["lowest_at"]) == (pytest.approx(70.0), 5000)
+  assert got[1]["level"] == 100.0 and got[2]["level"] == -5.0 and got[3]["level"] is None
+  # A stricter fraction (0.8): member 0's 63.3 at 6k is the first below 82.7; member 1's
+  # 70 is below 80 from 5k on.
+  assert [d["fell_at"] for d in run_stats.drops(rows, 4000, 7000, 0.8)][:2] == [6000, 5000]
+
+
+def test_drop_command_prints_the_table_and_count_and_refuses_bad_options(tmp_path):
+  d = _write_drops(tmp_path)
+  cmd = [sys.executable, "-m", "experiments.run_stats", d]
+  r = subprocess.run(cmd + ["--drop=4000,7000"], capture_output=True, text=True, check=True)
+  lines = r.stdout.splitlines()
+  assert lines[2] == "| member (seed) | level at 4k | lowest (at) | fell below 0.5 x level at |"
+  assert lines[4:8] == ["| 0 (3) | 103 | 40.0 (7k) | 7k |", "| 1 (4) | 100 | 70.0 (5k) | no |",
+                        "| 2 (5) | -5.00 | -50.0 (7k) | not judged (level <= 0 or no "
+                        "evaluation) |",
+                        "| 3 (6) | none | 1.00 (6k) | not judged (level <= 0 or no "
+                        "evaluation) |"]
+  assert lines[9] == "1 of 2 judged members fell below 0.5 x their level at 4k by 7k"
+  r = subprocess.run(cmd + ["--drop=4000,9000"], capture_output=True, text=True, check=True)
+  assert "(the run's evaluations reach 8k only)" in r.stdout
+  for bad, says in [(["--drop=7000,4000"], "--drop='7000,4000': two env steps FROM,BY"),
+                    (["--drop=4000"], "--drop='4000'"),
+                    (["--drop=4000,7000", "--fraction=1.5"], "--fraction='1.5'"),
+                    (["--drop=4000,7000", "--fraction=x"], "--fraction='x'"),
+                    (["--fraction=0.5"], "goes alone"),
+                    (["--drop=4000,7000", "--by_window=100"], "goes alone")]:
+    out = subprocess.run(cmd + bad, capture_output=True, text=True)
+    assert out.returncode == 2 and out.stdout == "", bad
+    assert out.stderr.startswith("error: ") and says in out.stderr, (bad, out.stderr)
