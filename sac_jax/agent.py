@@ -170,6 +170,15 @@ def apply_adam(grads: Any, opt_state: Any, params: Any, lr: jax.Array
   return optax.apply_updates(params, updates), opt_state
 
 
+@jax.jit  # jitted: the arrays may span several processes' devices
+def _learned_or_given(restored: Any, given: Any) -> Any:
+  """(log alpha, its Adam state) per member [M]: the restored ones where that Adam state
+  has stepped (a learned temperature), else the given ones."""
+  learned = restored[1].count > 0
+  pick = lambda r, g: jnp.where(learned.reshape(learned.shape + (1,) * (r.ndim - 1)), r, g)
+  return jax.tree.map(pick, restored, given)
+
+
 class Agent:
   """Bundles the config, the networks and the pure functions built from them."""
 
@@ -254,12 +263,9 @@ class Agent:
     out = restored._replace(hparams=given.hparams)
     if not self.config.auto_alpha:
       return out._replace(log_alpha=given.log_alpha, alpha_opt_state=given.alpha_opt_state)
-    learned = restored.alpha_opt_state.count > 0  # [M]
-    pick = lambda r, g: jnp.where(learned.reshape(learned.shape + (1,) * (r.ndim - 1)),
-                                  r, g)
-    return out._replace(
-        log_alpha=pick(restored.log_alpha, given.log_alpha),
-        alpha_opt_state=jax.tree.map(pick, restored.alpha_opt_state, given.alpha_opt_state))
+    log_alpha, opt = _learned_or_given((restored.log_alpha, restored.alpha_opt_state),
+                                       (given.log_alpha, given.alpha_opt_state))
+    return out._replace(log_alpha=log_alpha, alpha_opt_state=opt)
 
   def default_hparams(self, num_members: int) -> HParams:
     """[M] hyperparameters, every member at the config's values."""
