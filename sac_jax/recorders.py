@@ -358,16 +358,17 @@ class RunDirectory(Recorder):
       tree, host = ckpt.restore(step, like_tree)
     finally:
       ckpt.close()
-    rows = [r for r in rundir.MetricsCSV(src, self.csv.columns).read(check_header=True)
-            if int(r["env_step"]) <= step]
+    rows, dropped = self.csv.rows_for_branch(src, step)
     if self.primary:
       self.csv.write(rows)
     parallel.barrier("sac_jax.rundir.branched")  # metrics.csv holds the source's rows
     kept = self.reset_to(step)
     loop = LoopState.from_host(host, self.place.local(tree["pending"]))
     if self.verbose:
-      say(self.tag, f"branched from {src} at env step {step} ({kept} metrics rows copied; "
-                    "this run's settings from here on; training episodes in flight "
+      say(self.tag, f"branched from {src} at env step {step} ({kept} metrics rows copied"
+                    + (f", without the source's {', '.join(dropped)}, which this run does "
+                       "not record" if dropped else "")
+                    + "; this run's settings from here on; training episodes in flight "
                     "restart)")
     return ResumePoint(tree["train"], loop, branched=True)
 

@@ -136,6 +136,28 @@ class MetricsCSV:
             and all(c.startswith("train_") for c in missing)
             and [c for c in self.columns if c in found] == list(found))
 
+  def rows_for_branch(self, source_dir: str, env_step: int
+                      ) -> tuple[list[dict[str, str]], list[str]]:
+    """Another run's metrics.csv rows up to `env_step`, for this file's columns (a
+    branch's start): (rows, the source's training metrics this file lacks, left out).
+
+    The two runs may record different training metrics (a branch that learns the
+    temperature adds train_alpha_loss; one that stops drops it): missing train_* cells
+    are empty, extra ones are left out. Any other difference in the columns is an error.
+    """
+    src = MetricsCSV(source_dir, self.columns)
+    if not os.path.exists(src.path):
+      raise ValueError(f"{src.path} does not exist: the source run has no metrics.csv")
+    with open(src.path, newline="") as f:
+      found = next(csv.reader(f), [])
+    rest = lambda cols: [c for c in cols if not c.startswith("train_")]
+    if rest(found) != rest(self.columns):
+      raise ValueError(f"{src.path} has columns {found}, this run's are {self.columns}: "
+                       "beyond the training metrics they must be the same")
+    dropped = [c for c in found if c.startswith("train_") and c not in self.columns]
+    rows = [r for r in src.read() if int(r["env_step"]) <= env_step]
+    return [{k: v for k, v in r.items() if k not in dropped} for r in rows], dropped
+
   def write(self, rows: Iterable[dict]) -> None:
     """Replaces the file with a header and `rows`, atomically."""
     atomic_write(self.path, self._render(rows, header=True))

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from cli_util import read_rows
-from sac_jax import agent, checkpoint, loop, plotting, recorders
+from sac_jax import agent, checkpoint, loop, plotting, recorders, rundir
 
 CFG = agent.SACConfig(num_components=2, hidden_sizes=(16, 16), batch_size=16,
                       buffer_size=1000, start_steps=100)
@@ -198,3 +198,42 @@ def test_ddpg_branch_state_takes_the_given_hparams():
   for a, b in zip(jax.tree.leaves(out._replace(hparams=None)),
                   jax.tree.leaves(restored._replace(hparams=None))):
     np.testing.assert_array_equal(a, b)
+
+
+def _csv(path, header, rows):
+  os.makedirs(path, exist_ok=True)
+  with open(os.path.join(path, "metrics.csv"), "w") as f:
+    f.write(",".join(header) + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
+  return str(path)
+
+
+def test_the_rows_a_branch_copies_when_the_training_metrics_differ(tmp_path):
+  """The branch records train_a and train_b; sources with another set of train_* columns
+  are copied (missing cells empty, extra columns left out and named); any other column
+  difference is refused."""
+  os.makedirs(tmp_path / "branch")
+  ours = rundir.MetricsCSV(str(tmp_path / "branch"), ["env_step", "member", "eval_return",
+                                                      "train_a", "train_b", "sps"])
+  rows = [(100, 0, 1.5, 7, 8, 9, 2.0), (200, 0, 2.5, 7, 8, 9, 2.0)]
+  extra = _csv(tmp_path / "extra", ["env_step", "member", "eval_return", "train_a",
+                                    "train_alpha_loss", "train_b", "sps"], rows)
+  got, dropped = ours.rows_for_branch(extra, 100)
+  assert dropped == ["train_alpha_loss"]
+  assert got == [dict(env_step="100", member="0", eval_return="1.5", train_a="7",
+                      train_b="9", sps="2.0")]
+  ours.write(got)
+  assert read_rows(str(tmp_path / "branch")) == [
+      dict(env_step="100", member="0", eval_return="1.5", train_a="7", train_b="9",
+           sps="2.0")]
+  fewer = _csv(tmp_path / "fewer", ["env_step", "member", "eval_return", "train_b", "sps"],
+               [r[:3] + r[4:6] for r in rows])
+  got, dropped = ours.rows_for_branch(fewer, 200)
+  assert dropped == [] and [r.get("train_a") for r in got] == [None, None]
+  ours.write(got)
+  assert [r["train_a"] for r in read_rows(str(tmp_path / "branch"))] == ["", ""]
+  other = _csv(tmp_path / "other", ["env_step", "member", "seed", "eval_return", "train_a",
+                                    "train_b", "sps"], rows)
+  with pytest.raises(ValueError, match="beyond the training metrics they must be the same"):
+    ours.rows_for_branch(other, 100)
+  with pytest.raises(ValueError, match="the source run has no metrics.csv"):
+    ours.rows_for_branch(str(tmp_path / "none"), 100)
