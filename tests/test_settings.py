@@ -78,9 +78,9 @@ def test_derived_sets_are_the_expected_names():
       "squash_correction"}
   assert set(settings.DDPG_ONLY) == {"expl_noise", "weight_decay"}
   assert set(settings.RESUMABLE) == {
-      "total_env_steps", "checkpoint_every", "max_to_keep", "run_dir", "async_envs",
-      "overlap", "log_every_s", "num_devices", "coordinator_address", "num_processes",
-      "process_id", "tensorboard"}
+      "total_env_steps", "checkpoint_every", "max_to_keep", "keep_every", "run_dir",
+      "async_envs", "overlap", "log_every_s", "num_devices", "coordinator_address",
+      "num_processes", "process_id", "tensorboard"}
   assert set(settings.SHAPE_CHANGING) == {
       "env_id", "num_seeds", "num_components", "hidden_sizes", "activation", "batch_size",
       "buffer_size", "grad_steps", "policy_gradient", "num_q", "auto_alpha", "log_std_min",
