@@ -12,7 +12,10 @@ from the first update on). Like curves.png, a member that diverged has no return
 then on, and a mean is written only when every member of it has a return. On resume the
 events past the resume point are purged (`purge_step`), so a kill between a checkpoint and
 an evaluation leaves no doubled point. With several processes each writes its own members'
-training metrics; process 0 writes the returns and the means.
+training metrics; process 0 writes the returns and the means. A branch (`--branch_from`)
+writes its events from its branch step on; the history before it is in the source run's
+event files (its metrics.csv has both), so `tensorboard --logdir` over the two runs' parent
+directory draws the branch as a line leaving the source's at that step.
 """
 
 from __future__ import annotations
