@@ -334,7 +334,8 @@ def check_branch(v: dict) -> None:
   with open(path) as f:
     saved = json.load(f)
   now = _jsonable(v)
-  keep = settings.STATE_DEFINING + ("sweep",)
+  keep = tuple(k for k in settings.STATE_DEFINING
+               if k not in settings.STATE_A_BRANCH_MAY_CHANGE) + ("sweep",)
   default = lambda k: [] if k == "sweep" else _jsonable(
       {k: settings.BY_NAME[k].default})[k]
   diffs = [k for k in keep if saved.get(k, default(k)) != now.get(k)]

@@ -257,10 +257,12 @@ class Agent:
   def branch_state(self, restored: TrainState, given: TrainState) -> TrainState:
     """The state a branch starts from (stacked states): `restored`, another run's (its
     params, optimizer moments, replay, keys, counters, frozen members), with `given`'s
-    per-member hyperparameters. The temperature: with auto_alpha, a member whose
-    temperature the source learned (its Adam state has stepped) keeps it; any other
-    starts where a new run would, at `given`'s (log alpha and a fresh Adam state)."""
-    out = restored._replace(hparams=given.hparams)
+    per-member hyperparameters and replay capacity (`replay.fit`: the newest transitions
+    kept). The temperature: with auto_alpha, a member whose temperature the source learned
+    (its Adam state has stepped) keeps it; any other starts where a new run would, at
+    `given`'s (log alpha and a fresh Adam state)."""
+    out = restored._replace(hparams=given.hparams,
+                            replay=replay.fit(restored.replay, given.replay))
     if not self.config.auto_alpha:
       return out._replace(log_alpha=given.log_alpha, alpha_opt_state=given.alpha_opt_state)
     log_alpha, opt = _learned_or_given((restored.log_alpha, restored.alpha_opt_state),

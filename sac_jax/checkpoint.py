@@ -118,6 +118,16 @@ class Checkpointer:
         return int(step), tree, host
       self.quarantine(step, error)
 
+  def stored_shapes(self, step: int) -> dict[tuple[str, ...], tuple[int, ...]]:
+    """The shape of every array in step `step`'s tree, by path (names as `_paths`), from
+    orbax's metadata only; {} if the metadata cannot be read."""
+    path = os.path.join(self.directory, str(int(step)), "tree")
+    try:
+      meta = ocp.PyTreeCheckpointHandler().metadata(epath.Path(path))
+    except Exception:  # noqa: BLE001 - damaged: the restore reports it
+      return {}
+    return _shapes(getattr(meta, "tree", meta))
+
   def check_structure(self, step: int, like: Any) -> None:
     """Raises IncompatibleCheckpoint if step `step`'s tree has other entries than `like`,
     or arrays of other shapes.

@@ -194,8 +194,10 @@ class DDPGAgent(agent_lib.Agent):
     validate_hparams(h)
 
   def branch_state(self, restored: DDPGState, given: DDPGState) -> DDPGState:
-    """`restored` (another run's state) with `given`'s per-member hyperparameters."""
-    return restored._replace(hparams=given.hparams)
+    """`restored` (another run's state) with `given`'s per-member hyperparameters and
+    replay capacity (`replay.fit`: the newest transitions kept)."""
+    return restored._replace(hparams=given.hparams,
+                             replay=replay.fit(restored.replay, given.replay))
 
   def init(self, key: chex.PRNGKey, hparams: DDPGHParams | None = None) -> DDPGState:
     c = self.config

@@ -42,6 +42,7 @@ from sac_jax import agent as agent_lib
 from sac_jax import checkpoint as checkpoint_lib
 from sac_jax import learners
 from sac_jax import parallel
+from sac_jax import replay as replay_lib
 from sac_jax import rundir
 from sac_jax.protocol import (EvalRecord, LoopConfig, LoopState, ResumePoint, RunInfo,
                               Stop, devices_for)
@@ -348,7 +349,7 @@ class RunDirectory(Recorder):
       if step not in steps:
         raise ValueError(f"branch_step={step}: {src} has no checkpoint at that env step; "
                          "it has " + (", ".join(map(str, steps)) or "none"))
-      like_tree = self._tree(like)
+      like_tree, moved = _with_stored_replay(self._tree(like), ckpt.stored_shapes(step))
       try:
         ckpt.check_structure(step, like_tree)
       except checkpoint_lib.IncompatibleCheckpoint as e:
@@ -368,8 +369,10 @@ class RunDirectory(Recorder):
       say(self.tag, f"branched from {src} at env step {step} ({kept} metrics rows copied"
                     + (f", without the source's {', '.join(dropped)}, which this run does "
                        "not record" if dropped else "")
-                    + "; this run's settings from here on; training episodes in flight "
-                    "restart)")
+                    + "; this run's settings from here on"
+                    + (f"; its replay of {moved[0]} slots moved into {moved[1]}, the newest "
+                       "transitions kept" if moved else "")
+                    + "; training episodes in flight restart)")
     return ResumePoint(tree["train"], loop, branched=True)
 
   def on_eval(self, record: EvalRecord) -> None:
@@ -603,6 +606,31 @@ def rank_settings(per_member: Sequence[dict]) -> list[dict]:
 
 
 # ---------------------------------------------------------------- a finished run
+REPLAY_REWARD = ("train", "replay", "data", "reward")  # [members, capacity]
+
+
+def _with_stored_replay(tree: dict, stored: dict) -> tuple[dict, tuple[int, int] | None]:
+  """A branch's restore target: `tree` (this run's {"train", "pending"}) with the replay
+  buffers in the capacity the source's checkpoint holds (its `stored` shapes), and (the
+  source's capacity, this run's) when they differ, else None. The agent's `branch_state`
+  then moves the restored buffers into this run's capacity (`replay.fit`)."""
+  state = tree["train"]
+  buffers = getattr(state, "replay", None)
+  have = stored.get(REPLAY_REWARD)
+  if buffers is None or have is None or len(have) != 2:
+    return tree, None
+  mine = replay_lib.capacity(buffers)
+  if have[1] == mine:
+    return tree, None
+
+  def stored_size(x):
+    return jax.ShapeDtypeStruct((x.shape[0], have[1]) + tuple(x.shape[2:]), x.dtype,
+                                sharding=getattr(x, "sharding", None))
+
+  buffers = buffers._replace(data=jax.tree.map(stored_size, buffers.data))
+  return {**tree, "train": state._replace(replay=buffers)}, (have[1], mine)
+
+
 def completed_steps(run_dir: str) -> int:
   """Env steps of the latest checkpoint in `run_dir` (0 when there is none)."""
   path = os.path.join(run_dir, rundir.CHECKPOINTS)

@@ -6,7 +6,8 @@ and each member keeps its own buffer, pointer and size.
 Memory: one stored transition costs 4 * (2 * obs_dim + act_dim + 2) bytes (float32
 observation, action, reward, next observation, termination flag). HalfCheetah
 (obs 17, act 6) takes 168 bytes, so the paper's capacity of 1e6 is 168 MB per member.
-The capacity is `SACConfig.buffer_size`, fixed at `init` (arrays are preallocated).
+The capacity is `SACConfig.buffer_size`, fixed at `init` (arrays are preallocated);
+`resize` moves a buffer into another capacity (a branch with another --buffer_size).
 """
 
 from __future__ import annotations
@@ -80,3 +81,39 @@ def sample(state: ReplayState, key: chex.PRNGKey, batch_size: int) -> Transition
   """
   idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(state.size, 1))
   return jax.tree.map(lambda buf: jnp.take(buf, idx, axis=0), state.data)
+
+
+def resize(state: ReplayState, new_capacity: int) -> ReplayState:
+  """One member's buffer moved into `new_capacity` slots: its newest min(size,
+  new_capacity) transitions, oldest first from slot 0, the rest empty; the insert position
+  after them, so that adding goes on as in a buffer of that capacity holding them (when
+  full, the oldest is overwritten first). Larger or smaller, wrapped or not."""
+  old = capacity(state)
+  n = jnp.minimum(state.size, new_capacity).astype(jnp.int32)
+  slot = jnp.arange(new_capacity, dtype=jnp.int32)
+  # The newest transition sits at insert_pos - 1, the n-th newest at insert_pos - n.
+  src = (state.insert_pos - n + slot) % old
+  filled = slot < n
+
+  def move(buf):
+    rows = jnp.take(buf, src, axis=0)
+    return jnp.where(filled.reshape((-1,) + (1,) * (buf.ndim - 1)), rows, 0).astype(buf.dtype)
+
+  return ReplayState(jax.tree.map(move, state.data), n % new_capacity, n)
+
+
+def fit(restored: ReplayState, like: ReplayState) -> ReplayState:
+  """Stacked buffers ([M, capacity, ...]) `restored` in `like`'s capacity and placement
+  (`resize` per member, jitted: works on arrays spread over devices and processes);
+  `restored` itself when the capacities agree."""
+  new = capacity(like)
+  if capacity(restored) == new:
+    return restored
+  shardings = jax.tree.map(lambda x: getattr(x, "sharding", None), like)
+  if any(s is None for s in jax.tree.leaves(shardings, is_leaf=lambda x: x is None)):
+    shardings = None  # host arrays: wherever jit puts them
+  return jax.jit(_resize_stacked, static_argnums=1, out_shardings=shardings)(restored, new)
+
+
+def _resize_stacked(state: ReplayState, new_capacity: int) -> ReplayState:
+  return jax.vmap(resize, in_axes=(0, None))(state, new_capacity)

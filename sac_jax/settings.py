@@ -287,8 +287,9 @@ SETTINGS: tuple[Setting, ...] = (
             "run's run_dir (its checkpoint at --branch_step is read, never changed); "
             "a new run that shares the source's history (state and metrics.csv rows) up "
             "to that step and trains on from it with this command's settings; those that "
-            "define the saved state (env, seeds, --sweep, network shapes, replay size, "
-            "...) must equal the source's",
+            "define the saved state (env, seeds, --sweep, network shapes, ...) must equal "
+            "the source's, but --buffer_size may change (the source's newest transitions "
+            "are kept)",
             rule=Rule(lambda path: len(path) > 0, "a run directory (not empty)")),
     Setting("branch_step", "int", None, "with --branch_from: the env step of the source's "
             "checkpoint to start from (one its checkpoints/ holds; keep more with "
@@ -330,6 +331,9 @@ DDPG_ONLY = names(reads="ddpg")
 RESUMABLE = names(resumable=True)
 SHAPE_CHANGING = names(shape=True)
 STATE_DEFINING = names(state=True)
+# State-defining, yet a branch (--branch_from) may change it: the replay's capacity (the
+# source's newest transitions are moved into the new one: sac_jax.replay.fit).
+STATE_A_BRANCH_MAY_CHANGE = ("buffer_size",)
 
 
 def per_member(algorithm: str) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ config the recorder tests use.
 - bad branches are refused naming the value (step not held, own directory, another state).
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -122,6 +123,52 @@ def test_a_branch_trains_on_with_its_own_settings(source, tmp_path):
   # (A graph-only setting, the squash term, branched end to end: test_cli.)
 
 
+def _stored(run_dir, step, cfg):
+  """(the replay, the pending transition) of `run_dir`'s checkpoint at `step`, members
+  stacked, as numpy."""
+  ag = agent.Agent(cfg, 3, 1)
+  like = {"train": ag.init_members(loop.seed_keys([3, 4]), ag.default_hparams(2)),
+          "pending": agent.empty_transition(2, 3, 1)}
+  ckpt = checkpoint.Checkpointer(os.path.join(run_dir, "checkpoints"), read_only=True)
+  try:
+    tree, _ = ckpt.restore(step, like)
+  finally:
+    ckpt.close()
+  return jax.tree.map(np.asarray, tree["train"].replay)
+
+
+def _rows(buffer, member):
+  """A member's stored transitions as hashable rows (obs, action, reward), oldest first."""
+  d, pos, size = buffer.data, int(buffer.insert_pos[member]), int(buffer.size[member])
+  cap = d.reward.shape[1]
+  order = [((pos if size == cap else 0) + k) % cap for k in range(size)]
+  return [tuple(d.obs[member, i]) + tuple(d.action[member, i]) + (d.reward[member, i],)
+          for i in order]
+
+
+def test_a_branch_may_change_the_replay_size_keeping_the_newest_transitions(
+    source, tmp_path, capsys):
+  """The source (replay 1000) holds 199 transitions at 200; a branch with a replay of 150
+  starts with its newest 150 and, 100 steps later, still holds the newest 50 or so of
+  them (the oldest overwritten first), full."""
+  small = agent.SACConfig(**{**CFG.__dict__, "buffer_size": 150})
+  branch = str(tmp_path / "branch")
+  lc = config(branch, 300, branch_from=source, branch_step=200)
+  train(small, dataclasses.replace(lc, log_every_s=60))
+  assert "its replay of 1000 slots moved into 150, the newest transitions kept" in (
+      capsys.readouterr().out)
+  src, got = _stored(source, 200, CFG), _stored(branch, 300, small)
+  assert got.data.reward.shape == (2, 150)
+  np.testing.assert_array_equal(got.size, [150, 150])
+  for m in (0, 1):
+    before, after = _rows(src, m), _rows(got, m)
+    assert len(before) == 199
+    n = sum(r in set(before) for r in after)  # the source's still held
+    assert 49 <= n <= 51, n
+    assert after[:n] == before[-n:]  # its newest, oldest first; the older ones overwritten
+  assert [r["env_step"] for r in read_rows(branch)] == ["100"] * 2 + ["200"] * 2 + ["300"] * 2
+
+
 @pytest.mark.parametrize("kw, error, match", [
     (dict(branch_step=150), ValueError,
      r"branch_step=150: .*source has no checkpoint at that env step; it has 100, 200"),
@@ -198,6 +245,11 @@ def test_ddpg_branch_state_takes_the_given_hparams():
   for a, b in zip(jax.tree.leaves(out._replace(hparams=None)),
                   jax.tree.leaves(restored._replace(hparams=None))):
     np.testing.assert_array_equal(a, b)
+  # Another replay size: the buffers take the given capacity (replay.fit, test_replay).
+  small = ddpg.DDPGAgent(ddpg.DDPGConfig(hidden_sizes=(8,), buffer_size=40, batch_size=16),
+                         3, 1)
+  out = small.branch_state(restored, small.init_members(loop.seed_keys([5, 6])))
+  assert out.replay.data.reward.shape == (2, 40)
 
 
 def _csv(path, header, rows):

@@ -121,22 +121,25 @@ def branch_args(run_dir, branch, *extra):
 
 
 def test_a_branch_from_the_cli(finished_run, tmp_path):
-  """A new run from the finished run's checkpoint at 200 with another squash term: the
-  source's rows up to 200, then its own; the source untouched; rerun: complete."""
+  """A new run from the finished run's checkpoint at 200 with another squash term and
+  replay size (state-defining, but a branch may change it): the source's rows up to 200,
+  then its own; the source untouched; rerun: complete."""
   run_dir, _, _ = finished_run
   source_rows = read_rows(run_dir)
   ckpts = sorted(os.listdir(os.path.join(run_dir, "checkpoints")))
   branch = str(tmp_path / "branch")
-  proc = run_cli(*branch_args(run_dir, branch, "--squash_correction=capped"))
+  proc = run_cli(*branch_args(run_dir, branch, "--squash_correction=capped",
+                              "--buffer_size=500"))
   assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
   assert f"branched from {run_dir} at env step 200 (4 metrics rows copied" in proc.stdout
+  assert "its replay of 1000 slots moved into 500, the newest transitions kept" in proc.stdout
   rows = read_rows(branch)
   assert [(int(r["env_step"]), int(r["member"])) for r in rows] == [
       (s, m) for s in (100, 200, 300) for m in (0, 1)]
   assert rows[:4] == source_rows[:4]
   lines = open(os.path.join(branch, "flags.txt")).read().splitlines()
   for f in (f"--branch_from={run_dir}", "--branch_step=200", "--squash_correction=capped",
-            f"--run_dir={branch}"):
+            "--buffer_size=500", f"--run_dir={branch}"):
     assert f in lines, f
   assert read_rows(run_dir) == source_rows
   assert sorted(os.listdir(os.path.join(run_dir, "checkpoints"))) == ckpts

@@ -376,6 +376,9 @@ def test_the_state_defining_settings():
       "buffer_size", "algorithm", "value_network", "num_q", "obs_transform")
   assert set(settings.SHAPE_CHANGING) - set(settings.STATE_DEFINING) == set(
       BRANCH_MAY_CHANGE)
+  # State-defining, but a branch moves the source's replay into its own capacity
+  # (test_branch, test_replay).
+  assert settings.STATE_A_BRANCH_MAY_CHANGE == ("buffer_size",)
 
 
 @pytest.mark.parametrize("name", sorted(BRANCH_MAY_CHANGE))
