@@ -121,12 +121,18 @@ class Checkpointer:
   def stored_shapes(self, step: int) -> dict[tuple[str, ...], tuple[int, ...]]:
     """The shape of every array in step `step`'s tree, by path (names as `_paths`), from
     orbax's metadata only; {} if the metadata cannot be read."""
+    meta = self._metadata(step)
+    return {} if meta is None else _shapes(meta)
+
+  def _metadata(self, step: int) -> Any:
+    """Step `step`'s tree metadata (orbax's), or None if it cannot be read (damaged: the
+    restore reports it)."""
     path = os.path.join(self.directory, str(int(step)), "tree")
     try:
       meta = ocp.PyTreeCheckpointHandler().metadata(epath.Path(path))
-    except Exception:  # noqa: BLE001 - damaged: the restore reports it
-      return {}
-    return _shapes(getattr(meta, "tree", meta))
+    except Exception:  # noqa: BLE001 - damaged: restore_latest decides
+      return None
+    return getattr(meta, "tree", meta)
 
   def check_structure(self, step: int, like: Any) -> None:
     """Raises IncompatibleCheckpoint if step `step`'s tree has other entries than `like`,
@@ -134,12 +140,10 @@ class Checkpointer:
 
     Only the metadata is read; unreadable metadata is left to the restore (a damaged
     checkpoint is set aside there)."""
-    path = os.path.join(self.directory, str(int(step)), "tree")
-    try:
-      meta = ocp.PyTreeCheckpointHandler().metadata(epath.Path(path))
-      stored = _paths(getattr(meta, "tree", meta))
-    except Exception:  # noqa: BLE001 - damaged: restore_latest decides
+    meta = self._metadata(step)
+    if meta is None:
       return
+    stored = _paths(meta)
     expected = _paths(like)
     where = os.path.join(self.directory, str(step))
     if not stored:
@@ -156,7 +160,7 @@ class Checkpointer:
           "the version that wrote it, or start a new run_dir")
     # The same entries with other shapes: other settings (layer sizes, replay capacity,
     # member count), not damage: refused, never set aside as unreadable.
-    have, want = _shapes(getattr(meta, "tree", meta)), _shapes(like)
+    have, want = _shapes(meta), _shapes(like)
     other = sorted(p for p in have if p in want and have[p] != want[p])
     if other:
       shown = "; ".join(f"{'.'.join(p)} {have[p]} stored, {want[p]} here"

@@ -109,9 +109,7 @@ def fit(restored: ReplayState, like: ReplayState) -> ReplayState:
   new = capacity(like)
   if capacity(restored) == new:
     return restored
-  shardings = jax.tree.map(lambda x: getattr(x, "sharding", None), like)
-  if any(s is None for s in jax.tree.leaves(shardings, is_leaf=lambda x: x is None)):
-    shardings = None  # host arrays: wherever jit puts them
+  shardings = jax.tree.map(lambda x: x.sharding, like)
   return jax.jit(_resize_stacked, static_argnums=1, out_shardings=shardings)(restored, new)
 
 
